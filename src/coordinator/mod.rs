@@ -1,0 +1,3 @@
+//! The coordinator (AlloyCI or GitLab) side: runner API v4 client, job payloads, trace sender.
+
+pub mod job;

@@ -1,0 +1,1 @@
+//! coordinator-sim: a loopback test double (see README).

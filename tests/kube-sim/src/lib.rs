@@ -1,0 +1,1 @@
+//! kube-sim: a loopback test double (see README).
