@@ -1,1 +1,3 @@
-//! executor
+//! Running a job in its own pod: the manifest, waiting for the pod, the stages, cleanup.
+
+pub mod pod_state;
