@@ -93,7 +93,10 @@ fn ready_or_starting(pod: &Value) -> StartState {
     if not_running.is_empty() {
         StartState::Ready
     } else {
-        StartState::Starting(format!("waiting for containers {} to run", not_running.join(", ")))
+        StartState::Starting(format!(
+            "waiting for containers {} to run",
+            not_running.join(", ")
+        ))
     }
 }
 
@@ -107,7 +110,10 @@ fn waiting_summary(pod: &Value, phase: &str) -> String {
     let waiting: Vec<String> = all_container_statuses(pod)
         .filter_map(|status| {
             let reason = str_at(status, "/state/waiting/reason")?;
-            Some(format!("{}: {reason}", str_at(status, "/name").unwrap_or("?")))
+            Some(format!(
+                "{}: {reason}",
+                str_at(status, "/name").unwrap_or("?")
+            ))
         })
         .collect();
     if waiting.is_empty() {
@@ -119,16 +125,24 @@ fn waiting_summary(pod: &Value, phase: &str) -> String {
 
 fn deletion_or_eviction(pod: &Value) -> Option<String> {
     let name = str_at(pod, "/metadata/name").unwrap_or("?");
-    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
         return Some(format!("pod {name} is being deleted"));
     }
-    let conditions = pod.pointer("/status/conditions").and_then(Value::as_array)?;
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?;
     let disruption = conditions.iter().find(|c| {
         str_at(c, "/type") == Some("DisruptionTarget") && str_at(c, "/status") == Some("True")
     })?;
     let reason = str_at(disruption, "/reason").unwrap_or("DisruptionTarget");
     let message = str_at(disruption, "/message").unwrap_or("");
-    Some(join_message(&format!("pod {name} is being evicted ({reason})"), message))
+    Some(join_message(
+        &format!("pod {name} is being evicted ({reason})"),
+        message,
+    ))
 }
 
 fn failed_phase(pod: &Value) -> Option<String> {
@@ -184,14 +198,21 @@ fn terminated_message(status: &Value, terminated: &Value) -> String {
 }
 
 fn unschedulable(pod: &Value) -> Option<String> {
-    let conditions = pod.pointer("/status/conditions").and_then(Value::as_array)?;
-    let scheduled = conditions.iter().find(|c| str_at(c, "/type") == Some("PodScheduled"))?;
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?;
+    let scheduled = conditions
+        .iter()
+        .find(|c| str_at(c, "/type") == Some("PodScheduled"))?;
     if str_at(scheduled, "/status") != Some("False") {
         return None;
     }
     let reason = str_at(scheduled, "/reason").unwrap_or("Unschedulable");
     let message = str_at(scheduled, "/message").unwrap_or("");
-    Some(join_message(&format!("pod cannot be scheduled ({reason})"), message))
+    Some(join_message(
+        &format!("pod cannot be scheduled ({reason})"),
+        message,
+    ))
 }
 
 fn all_container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
@@ -230,9 +251,11 @@ mod tests {
 
     #[test]
     fn invalid_image_name_fails_at_first_sight_with_reason_and_message() {
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "build",
+        let p = pod(
+            json!({"phase": "Pending", "containerStatuses": [{"name": "build",
             "image": "node:10:16.0", "state": {"waiting": {"reason": "InvalidImageName",
-            "message": "couldn't parse image reference \"node:10:16.0\""}}}]}));
+            "message": "couldn't parse image reference \"node:10:16.0\""}}}]}),
+        );
         assert_eq!(
             start_state(&p),
             StartState::Failed(
@@ -245,9 +268,11 @@ mod tests {
 
     #[test]
     fn create_container_config_error_in_init_container_fails() {
-        let p = pod(json!({"phase": "Pending", "initContainerStatuses": [{"name": "init",
+        let p = pod(
+            json!({"phase": "Pending", "initContainerStatuses": [{"name": "init",
             "state": {"waiting": {"reason": "CreateContainerConfigError",
-            "message": "secret \"x\" not found"}}}]}));
+            "message": "secret \"x\" not found"}}}]}),
+        );
         assert_eq!(
             start_state(&p),
             StartState::Failed(
@@ -259,8 +284,10 @@ mod tests {
 
     #[test]
     fn container_creating_is_still_starting() {
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "build",
-            "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        let p = pod(
+            json!({"phase": "Pending", "containerStatuses": [{"name": "build",
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
         assert_eq!(
             start_state(&p),
             StartState::Starting("pod is Pending (build: ContainerCreating)".into())
@@ -269,8 +296,10 @@ mod tests {
 
     #[test]
     fn build_terminated_before_running_fails_at_once() {
-        let p = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "build",
-            "state": {"terminated": {"exitCode": 1}}}]}));
+        let p = pod(
+            json!({"phase": "Pending", "containerStatuses": [{"name": "build",
+            "state": {"terminated": {"exitCode": 1}}}]}),
+        );
         assert_eq!(
             start_state(&p),
             StartState::Failed("container build terminated (exit code 1)".into())
@@ -279,9 +308,11 @@ mod tests {
 
     #[test]
     fn unschedulable_reports_the_scheduler_message() {
-        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+        let p = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
             "status": "False", "reason": "Unschedulable",
-            "message": "0/3 nodes are available"}]}));
+            "message": "0/3 nodes are available"}]}),
+        );
         assert_eq!(
             start_state(&p),
             StartState::Unschedulable(
@@ -332,8 +363,10 @@ mod tests {
 
     #[test]
     fn disruption_target_condition_breaks_a_running_job() {
-        let p = pod(json!({"phase": "Running", "conditions": [{"type": "DisruptionTarget",
-            "status": "True", "reason": "EvictionByEvictionAPI"}]}));
+        let p = pod(
+            json!({"phase": "Running", "conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "EvictionByEvictionAPI"}]}),
+        );
         assert_eq!(
             run_state(&p),
             RunState::Broken("pod ci-1 is being evicted (EvictionByEvictionAPI)".into())
@@ -344,7 +377,10 @@ mod tests {
     fn deletion_timestamp_breaks_a_running_job() {
         let mut p = pod(json!({"phase": "Running"}));
         p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        assert_eq!(run_state(&p), RunState::Broken("pod ci-1 is being deleted".into()));
+        assert_eq!(
+            run_state(&p),
+            RunState::Broken("pod ci-1 is being deleted".into())
+        );
     }
 
     #[test]
