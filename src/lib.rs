@@ -16,4 +16,5 @@ pub mod executor;
 pub mod helper;
 pub mod kube;
 pub mod secret;
+pub mod signals;
 pub mod trace;
