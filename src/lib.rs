@@ -16,5 +16,6 @@ pub mod executor;
 pub mod helper;
 pub mod kube;
 pub mod secret;
+pub mod service;
 pub mod signals;
 pub mod trace;
