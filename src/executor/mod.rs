@@ -1,6 +1,7 @@
 //! Running a job in its own pod: the manifest, waiting for the pod, the stages, cleanup.
 
 pub mod cleanup;
+pub mod files;
 pub mod job;
 pub mod layout;
 pub mod pod_state;
