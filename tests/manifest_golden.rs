@@ -58,6 +58,14 @@ fn seed_kubernetes_example_with_the_fixture_job() {
 }
 
 #[test]
+fn seed_volumes_example_with_the_fixture_job() {
+    assert_golden(
+        "seed_volumes",
+        plan_as_json(&seed_volumes_runner(), &fixture_job()),
+    );
+}
+
+#[test]
 fn seed_example_with_every_pod_key_set() {
     assert_golden("seed_full", plan_as_json(&full_runner(), &fixture_job()));
 }

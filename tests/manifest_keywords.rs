@@ -314,6 +314,17 @@ fn node_selector_is_copied() {
 }
 
 #[test]
+fn a_node_selector_kubernetes_would_reject_is_named() {
+    let mut runner = minimal_runner();
+    runner.kubernetes.node_selector = BTreeMap::from([("disk".into(), "fast ssd".into())]);
+    let message = plan_error(&runner, &bare_job(), &[]);
+    assert_eq!(
+        message,
+        "node_selector \"disk\" = \"fast ssd\" is not a valid label key and value"
+    );
+}
+
+#[test]
 fn image_pull_secrets_are_referenced_by_name() {
     let mut runner = minimal_runner();
     runner.kubernetes.image_pull_secrets = vec!["one".into(), "two".into()];
@@ -525,6 +536,21 @@ fn a_volume_may_not_take_the_runners_own_names() {
     assert_eq!(
         message,
         "volume name \"scripts\" is used by the runner itself"
+    );
+}
+
+#[test]
+fn a_volume_name_kubernetes_would_reject_is_named() {
+    let mut runner = minimal_runner();
+    runner.kubernetes.volumes.empty_dir.push(EmptyDirVolume {
+        name: "empty_dir".into(),
+        mount_path: "/x".into(),
+        medium: String::new(),
+    });
+    let message = plan_error(&runner, &bare_job(), &[]);
+    assert!(
+        message.starts_with("volume name \"empty_dir\" is not valid"),
+        "{message}"
     );
 }
 

@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{KubernetesConfig, Resources, RunnerConfig, Volumes};
+use crate::config::{KubernetesConfig, Quantity, Resources, RunnerConfig, Volumes};
 use crate::coordinator::job::{Image, Job, JobVariable};
 use crate::secret::Secret;
 
@@ -172,6 +172,10 @@ pub enum ManifestError {
     },
     /// The annotations are larger than Kubernetes accepts.
     AnnotationsTooLarge { bytes: usize },
+    /// A `node_selector` entry that is not a valid label key and value.
+    InvalidNodeSelector { key: String, value: String },
+    /// A config volume whose name is not a DNS-1123 label.
+    InvalidVolumeName { name: String },
     /// A config volume uses the name of one of the runner's own volumes.
     ReservedVolumeName { name: String },
     /// Two config volumes share a name but not a source.
@@ -231,6 +235,15 @@ impl fmt::Display for ManifestError {
                 "pod annotations take {bytes} bytes, more than the {MAX_ANNOTATIONS_BYTES} \
                  Kubernetes accepts"
             ),
+            ManifestError::InvalidNodeSelector { key, value } => write!(
+                f,
+                "node_selector {key:?} = {value:?} is not a valid label key and value"
+            ),
+            ManifestError::InvalidVolumeName { name } => write!(
+                f,
+                "volume name {name:?} is not valid: lowercase letters, digits and '-', at most \
+                 63"
+            ),
             ManifestError::ReservedVolumeName { name } => {
                 write!(f, "volume name {name:?} is used by the runner itself")
             }
@@ -284,6 +297,8 @@ pub fn plan_pod(input: &PodInput) -> Result<PodPlan, ManifestError> {
     let generate_name = generate_name(&input.runner.name, input.job, input.concurrent_id);
     let labels = pod_labels(input, kube)?;
     let annotations = pod_annotations(input, kube, overwritten_annotations)?;
+
+    check_node_selector(kube)?;
 
     // Containers and volumes.
     let volumes = PodVolumes::new(&kube.volumes, &layout)?;
@@ -492,6 +507,20 @@ fn pod_annotations(
         return Err(ManifestError::AnnotationsTooLarge { bytes });
     }
     Ok(annotations)
+}
+
+fn check_node_selector(kube: &KubernetesConfig) -> Result<(), ManifestError> {
+    let invalid = kube
+        .node_selector
+        .iter()
+        .find(|(key, value)| labels::check_key(key).is_err() || !labels::is_label_value(value));
+    match invalid {
+        Some((key, value)) => Err(ManifestError::InvalidNodeSelector {
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_user_key(kind: MetadataKind, key: &str) -> Result<(), ManifestError> {
@@ -749,7 +778,7 @@ fn is_env_name(name: &str) -> bool {
 }
 
 fn resources(resources: &Resources) -> Option<Value> {
-    let pair = |cpu: &Option<crate::config::Quantity>, memory: &Option<crate::config::Quantity>| {
+    let pair = |cpu: &Option<Quantity>, memory: &Option<Quantity>| {
         let mut map = Map::new();
         if let Some(cpu) = cpu {
             map.insert("cpu".into(), cpu.as_str().into());
@@ -825,6 +854,11 @@ impl PodVolumes {
 }
 
 fn add_volume(volumes: &mut Vec<Value>, entry: &ConfigVolume) -> Result<(), ManifestError> {
+    if !labels::is_dns_label(entry.name) {
+        return Err(ManifestError::InvalidVolumeName {
+            name: entry.name.to_string(),
+        });
+    }
     if entry.name == REPO_VOLUME || entry.name == SCRIPTS_VOLUME {
         return Err(ManifestError::ReservedVolumeName {
             name: entry.name.to_string(),

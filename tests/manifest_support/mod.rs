@@ -63,14 +63,15 @@ pub fn minimal_runner() -> RunnerConfig {
     }
 }
 
-/// The seed's Kubernetes runner example: a remote cluster, a namespace overwrite, privileged
-/// containers, limits for build, services and helper, a node selector. (Never contacted.)
+/// `fixtures/config/seed-example.toml` (the seed's Kubernetes runner example, its API server
+/// moved to loopback): a namespace overwrite, privileged containers, limits for build,
+/// services and helper, a node selector.
 pub fn seed_runner() -> RunnerConfig {
     let mut runner = minimal_runner();
     runner.name = "Kubernetes Runner".into();
-    runner.url = Some("https://alloy-ci.com/".into());
+    runner.url = Some("https://alloy.com/ci".into());
     runner.kubernetes = KubernetesConfig {
-        host: Some("https://45.67.34.123:4892".into()),
+        host: Some("https://127.0.0.1:4892".into()),
         cert_file: Some(PathBuf::from("/etc/ssl/kubernetes/api.crt")),
         key_file: Some(PathBuf::from("/etc/ssl/kubernetes/api.key")),
         ca_file: Some(PathBuf::from("/etc/ssl/kubernetes/ca.crt")),
@@ -97,6 +98,58 @@ pub fn seed_runner() -> RunnerConfig {
         poll_timeout: Duration::from_secs(3600),
         node_selector: BTreeMap::from([("alloy".into(), "true".into())]),
         ..runner.kubernetes
+    };
+    runner
+}
+
+/// `fixtures/config/seed-volumes-fixed.toml`: the seed's volume example (with its emptyDir
+/// renamed to a valid `empty-dir`) on an otherwise default runner.
+pub fn seed_volumes_runner() -> RunnerConfig {
+    use alloy_runner::config::{
+        ConfigMapVolume, EmptyDirVolume, HostPathVolume, PvcVolume, SecretVolume,
+    };
+    let mut runner = minimal_runner();
+    runner.name = String::new();
+    runner.kubernetes.volumes = Volumes {
+        host_path: vec![
+            HostPathVolume {
+                name: "hostpath-1".into(),
+                mount_path: "/path/to/mount/point".into(),
+                host_path: "/path/on/host".into(),
+                read_only: true,
+            },
+            HostPathVolume {
+                name: "hostpath-2".into(),
+                mount_path: "/path/to/mount/point_2".into(),
+                host_path: "/path/to/mount/point_2".into(),
+                read_only: true,
+            },
+        ],
+        pvc: vec![PvcVolume {
+            name: "pvc-1".into(),
+            mount_path: "/path/to/mount/point1".into(),
+            read_only: false,
+        }],
+        config_map: vec![ConfigMapVolume {
+            name: "config-map-1".into(),
+            mount_path: "/path/to/directory".into(),
+            read_only: false,
+            items: BTreeMap::from([
+                ("key_1".into(), "relative/path/to/key_1_file".into()),
+                ("key_2".into(), "key_2".into()),
+            ]),
+        }],
+        secret: vec![SecretVolume {
+            name: "secrets".into(),
+            mount_path: "/path/to/directory1".into(),
+            read_only: true,
+            items: BTreeMap::from([("secret_1".into(), "relative/path/to/secret_1_file".into())]),
+        }],
+        empty_dir: vec![EmptyDirVolume {
+            name: "empty-dir".into(),
+            mount_path: "/path/to/empty_dir".into(),
+            medium: "Memory".into(),
+        }],
     };
     runner
 }
