@@ -162,6 +162,27 @@ fn two_services_of_one_image_are_refused_before_they_fight_over_a_port() {
 }
 
 #[test]
+fn two_images_known_to_listen_on_one_port_are_refused() {
+    let mut job = fixture_job();
+    job.services = vec![
+        Image {
+            name: "mysql:8".into(),
+            ..Default::default()
+        },
+        Image {
+            name: "docker.io/library/mariadb:11".into(),
+            ..Default::default()
+        },
+    ];
+    let message = plan_error(&seed_runner(), &job, &[]);
+    assert_eq!(
+        message,
+        "services svc-0 (mysql:8) and svc-1 (docker.io/library/mariadb:11) would both listen \
+         on port 3306: the containers of a pod share one network"
+    );
+}
+
+#[test]
 fn the_same_image_with_another_command_may_run_twice() {
     let mut job = fixture_job();
     job.services.push(Image {

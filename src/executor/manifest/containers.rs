@@ -55,6 +55,7 @@ fn idle_command() -> Vec<String> {
     vec!["sh".to_string(), "-c".to_string(), IDLE_SCRIPT.to_string()]
 }
 
+/// `build`: the job's image (else the config's), idle until stages are exec'd into it.
 pub(super) fn build_container(
     input: &PodInput,
     volumes: &PodVolumes,
@@ -90,6 +91,7 @@ pub(super) fn build_container(
     }))
 }
 
+/// `helper`: the helper image, idle until helper verbs are exec'd into it; no job variables.
 pub(super) fn helper_container(kube: &KubernetesConfig, volumes: &PodVolumes) -> Value {
     let image = kube
         .helper_image
@@ -133,6 +135,7 @@ pub(super) fn service_containers(
                 image: service.name.clone(),
             });
         }
+        check_port(&job.services[..index], service, &name)?;
         containers.push(container(ContainerParts {
             name,
             image: &service.name,
@@ -148,17 +151,62 @@ pub(super) fn service_containers(
     Ok(containers)
 }
 
-/// Whether two services run the same program: same image repository (tags and the Docker
-/// Hub `docker.io/library/` spelling ignored), same entrypoint and command.
-fn same_service(a: &Image, b: &Image) -> bool {
-    fn repository(image: &str) -> String {
-        let repository = labels::image_repository(image).to_ascii_lowercase();
-        let short = repository.strip_prefix("docker.io/").unwrap_or(&repository);
-        short.strip_prefix("library/").unwrap_or(short).to_string()
+/// Ports that well-known service images listen on when started without a command.
+const KNOWN_PORTS: &[(&str, u16)] = &[
+    ("postgres", 5432),
+    ("postgis/postgis", 5432),
+    ("mysql", 3306),
+    ("mariadb", 3306),
+    ("percona", 3306),
+    ("redis", 6379),
+    ("valkey/valkey", 6379),
+    ("mongo", 27017),
+    ("memcached", 11211),
+    ("rabbitmq", 5672),
+    ("elasticsearch", 9200),
+];
+
+/// Refuses `service` when an earlier service is known to listen on the same port.
+fn check_port(earlier: &[Image], service: &Image, name: &str) -> Result<(), ManifestError> {
+    let Some(port) = known_port(service) else {
+        return Ok(());
+    };
+    match earlier.iter().position(|s| known_port(s) == Some(port)) {
+        Some(first) => Err(ManifestError::ServicesSharePort {
+            first: format!("svc-{first}"),
+            second: name.to_string(),
+            images: (earlier[first].name.clone(), service.name.clone()),
+            port,
+        }),
+        None => Ok(()),
     }
+}
+
+fn known_port(service: &Image) -> Option<u16> {
+    if !service.entrypoint.is_empty() || !service.command.is_empty() {
+        return None;
+    }
+    let repository = repository(&service.name);
+    KNOWN_PORTS
+        .iter()
+        .find(|(known, _)| *known == repository)
+        .map(|(_, port)| *port)
+}
+
+/// Whether two services run the same program: same image repository, same entrypoint and
+/// command.
+fn same_service(a: &Image, b: &Image) -> bool {
     repository(&a.name) == repository(&b.name)
         && a.entrypoint == b.entrypoint
         && a.command == b.command
+}
+
+/// The image's repository, lowercase, without tag and without the Docker Hub prefixes
+/// (`docker.io/library/postgres:16` -> `postgres`).
+fn repository(image: &str) -> String {
+    let repository = labels::image_repository(image).to_ascii_lowercase();
+    let short = repository.strip_prefix("docker.io/").unwrap_or(&repository);
+    short.strip_prefix("library/").unwrap_or(short).to_string()
 }
 
 /// Host names of the services (alias, then the image-derived name), each once.

@@ -36,6 +36,13 @@ pub enum ManifestError {
         second: String,
         image: String,
     },
+    /// Two services whose images are known to listen on the same port.
+    ServicesSharePort {
+        first: String,
+        second: String,
+        images: (String, String),
+        port: u16,
+    },
     /// A service alias that cannot be a host name.
     InvalidServiceAlias { service: String, alias: String },
     /// A job variable asked for an overwrite the config does not allow.
@@ -90,6 +97,16 @@ impl fmt::Display for ManifestError {
                 f,
                 "services {first} and {second} both run {image} with the same command: the \
                  containers of a pod share one network, so they would listen on the same port"
+            ),
+            ManifestError::ServicesSharePort {
+                first,
+                second,
+                images: (first_image, second_image),
+                port,
+            } => write!(
+                f,
+                "services {first} ({first_image}) and {second} ({second_image}) would both \
+                 listen on port {port}: the containers of a pod share one network"
             ),
             ManifestError::InvalidServiceAlias { service, alias } => write!(
                 f,
