@@ -1,6 +1,10 @@
 //! Running a job in its own pod: the manifest, waiting for the pod, the stages, cleanup.
 
+pub mod base64;
+pub mod labels;
 pub mod layout;
+pub mod manifest;
+pub mod overwrites;
 pub mod pod_state;
 pub mod script;
 pub mod variables;
