@@ -873,7 +873,10 @@ fn project_dir_is_the_builds_dir_plus_the_repository_path() {
     assert_eq!(plan.layout.builds_dir, "/builds");
     assert_eq!(plan.layout.project_dir, "/builds/acme/my_app");
     assert_eq!(plan.layout.scripts_dir, "/alloy-runner/scripts");
-    assert_eq!(plan.layout.helper_bin, "/alloy-runner/scripts/alloy-runner");
+    assert_eq!(
+        plan.layout.helper_bin,
+        "/alloy-runner/scripts/bin/alloy-runner"
+    );
 }
 
 #[test]

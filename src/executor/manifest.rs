@@ -40,14 +40,7 @@ use volumes::PodVolumes;
 /// `git`; the runner copies its own static binary into the pod for the helper verbs.
 pub const DEFAULT_HELPER_IMAGE: &str = "alpine/git:2.47.2";
 
-/// Builds dir when the config sets no `builds_dir`.
-pub const DEFAULT_BUILDS_DIR: &str = "/builds";
-
-/// Where the emptyDir `scripts` is mounted (outside the builds dir).
-pub const SCRIPTS_DIR: &str = "/alloy-runner/scripts";
-
-/// File name of the runner's binary inside [`SCRIPTS_DIR`].
-pub const HELPER_BINARY: &str = "alloy-runner";
+pub use super::layout::{PodLayout, DEFAULT_BUILDS_DIR, HELPER_BINARY, SCRIPTS_DIR};
 
 /// Seconds added to the job timeout for the pod's `activeDeadlineSeconds`, a backstop in case
 /// the runner dies before it deletes the pod.
@@ -121,19 +114,6 @@ impl fmt::Debug for PodPlan {
     }
 }
 
-/// Paths inside the pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodLayout {
-    /// The builds dir (`/builds` unless the config's `builds_dir` says otherwise).
-    pub builds_dir: String,
-    /// Builds dir + the path of the repository URL, e.g. `/builds/acme/my_app`.
-    pub project_dir: String,
-    /// The emptyDir for stage scripts, in build and helper.
-    pub scripts_dir: String,
-    /// Where the runner's binary is copied for the helper verbs.
-    pub helper_bin: String,
-}
-
 /// Plans the job's pod and the secrets created with it; fails before anything is created when
 /// the config, the job or an overwrite cannot make a working pod.
 pub fn plan_pod(input: &PodInput) -> Result<PodPlan, ManifestError> {
@@ -145,7 +125,7 @@ pub fn plan_pod(input: &PodInput) -> Result<PodPlan, ManifestError> {
         pod_annotations: overwritten_annotations,
         mut notices,
     } = overwrites::resolve(kube, input.variables)?;
-    let layout = layout(input.runner, input.job);
+    let layout = PodLayout::for_job(input.runner, input.job);
 
     // Metadata and scheduling.
     let generate_name = generate_name(&input.runner.name, input.job, input.concurrent_id);
@@ -235,55 +215,6 @@ fn placeholder_name(secret: &Value) -> Option<&str> {
 }
 
 // --- Layout and names ---
-
-fn layout(runner: &RunnerConfig, job: &Job) -> PodLayout {
-    let builds_dir = match runner.builds_dir.trim_end_matches('/') {
-        "" if runner.builds_dir.is_empty() => DEFAULT_BUILDS_DIR.to_string(),
-        "" => "/".to_string(),
-        dir => dir.to_string(),
-    };
-    let project_dir = join_path(&builds_dir, &project_path(job));
-    PodLayout {
-        builds_dir,
-        project_dir,
-        scripts_dir: SCRIPTS_DIR.to_string(),
-        helper_bin: join_path(SCRIPTS_DIR, HELPER_BINARY),
-    }
-}
-
-fn join_path(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-/// The repository URL's path without `.git` (`https://host/acme/my_app.git` and
-/// `git@host:acme/my_app.git` give `acme/my_app`), `project-<id>` when it has none. Empty,
-/// `.` and `..` segments are dropped so the project stays inside the builds dir.
-fn project_path(job: &Job) -> String {
-    let url = job.git_info.repo_url.expose();
-    let path = match url.split_once("://") {
-        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
-        None => url.split_once(':').map_or(url, |(_, path)| path),
-    };
-    let path = path
-        .split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let segments: Vec<&str> = path
-        .split('/')
-        .filter(|s| !matches!(*s, "" | "." | ".."))
-        .collect();
-    if segments.is_empty() {
-        format!("project-{}", job.job_info.project_id)
-    } else {
-        segments.join("/")
-    }
-}
 
 /// `runner-<name slug>-project-<id>-concurrent-<n>-`, at most 58 characters: the slug is cut
 /// (or left out) to make room.
