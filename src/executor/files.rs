@@ -7,7 +7,7 @@ use crate::executor::script::{attempts, quote, ScriptContext, ScriptError};
 
 /// Where the helper verbs find the runner binary inside the pod.
 pub fn helper_binary(ctx: &ScriptContext) -> String {
-    ctx.layout.script_path("bin/alloy-runner")
+    ctx.layout.helper_bin.clone()
 }
 
 /// Whether the job has any file stage, so the helper binary must be copied into the pod.

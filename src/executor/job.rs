@@ -10,7 +10,7 @@ use crate::config::RunnerConfig;
 use crate::coordinator::job::{Job, When};
 use crate::executor::cleanup::{cleanup, Created};
 use crate::executor::layout::PodLayout;
-use crate::executor::manifest::{plan_pod, PodInput, PodPlan};
+use crate::executor::manifest::{plan_pod, use_created_secret, PodInput, PodPlan};
 use crate::executor::script::{self, ScriptContext};
 use crate::executor::stage::{run_stage, PodTarget, Stage, StageError};
 use crate::executor::stop::StopReason;
@@ -65,7 +65,7 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(spec.job.timeout_secs.max(1));
     header(spec, io.trace);
-    let layout = PodLayout::new(&spec.runner.builds_dir, spec.job.git_info.repo_url.expose());
+    let layout = PodLayout::for_job(spec.runner, spec.job);
     let variables = job_variables(spec.runner, spec.job, &layout, spec.concurrent_id);
     let input = PodInput {
         runner: spec.runner,
@@ -130,7 +130,7 @@ impl PodRun<'_> {
                 .map_err(|err| format!("creating the registry credentials secret: {err}"))?;
             let name = object_name(&answer);
             created.secrets.push(name.clone());
-            rename_pull_secret(&mut pod, secret, &name);
+            use_created_secret(&mut pod, secret, &name);
         }
         let answer =
             self.client.create_pod(ns, &pod).map_err(|err| format!("creating the pod: {err}"))?;
@@ -330,19 +330,6 @@ fn failed(kind: FailureKind, exit_code: Option<i32>, message: String) -> JobOutc
 
 fn object_name(object: &Value) -> String {
     object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
-/// Points the pod's image pull secret at the name the API gave a generated secret.
-fn rename_pull_secret(pod: &mut Value, secret: &Value, name: &str) {
-    let Some(placeholder) = secret.pointer("/metadata/generateName").and_then(Value::as_str) else {
-        return;
-    };
-    let placeholder = placeholder.to_string();
-    if let Some(list) = pod.pointer_mut("/spec/imagePullSecrets").and_then(Value::as_array_mut) {
-        for entry in list.iter_mut().filter(|e| e["name"] == placeholder.as_str()) {
-            entry["name"] = Value::String(name.to_string());
-        }
-    }
 }
 
 fn hostname() -> String {

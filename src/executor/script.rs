@@ -325,6 +325,15 @@ mod tests {
         }
     }
 
+    fn layout() -> PodLayout {
+        PodLayout {
+            builds_dir: "/builds".into(),
+            project_dir: "/builds/a/b".into(),
+            scripts_dir: "/alloy-runner/scripts".into(),
+            helper_bin: "/alloy-runner/scripts/bin/alloy-runner".into(),
+        }
+    }
+
     fn var(key: &str, value: &str) -> JobVariable {
         JobVariable {
             key: key.into(),
@@ -360,6 +369,7 @@ mod tests {
             builds_dir: "/tmp".into(),
             project_dir: dir.display().to_string(),
             scripts_dir: dir.display().to_string(),
+            helper_bin: String::new(),
         };
         let vars = vec![var("GREETING", "hi 'there'")];
         let job = job();
@@ -388,6 +398,7 @@ mod tests {
             builds_dir: "/tmp".into(),
             project_dir: dir.display().to_string(),
             scripts_dir: dir.display().to_string(),
+            helper_bin: String::new(),
         };
         let vars = vec![JobVariable {
             file: true,
@@ -408,7 +419,7 @@ mod tests {
     #[test]
     fn git_strategy_follows_the_variable_and_rejects_unknown_values() {
         let job = job();
-        let layout = PodLayout::new("/builds", "https://h/a/b");
+        let layout = layout();
         let vars = vec![var("GIT_STRATEGY", "none")];
         let ctx = ScriptContext {
             job: &job,
@@ -431,7 +442,7 @@ mod tests {
     #[test]
     fn get_sources_uses_depth_and_the_fork_refspec() {
         let job = job();
-        let layout = PodLayout::new("/builds", "https://h/a/b");
+        let layout = layout();
         let vars = vec![var("GIT_DEPTH", "3")];
         let ctx = ScriptContext {
             job: &job,
