@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod job;
 pub mod payload;
+pub mod poller;
 pub mod trace_sender;
 
 pub use client::{
@@ -13,4 +14,5 @@ pub use client::{
     PatchAnswer, PatchOutcome, Registered, Registration, RunnerInfo, UpdateAnswer, UpdateOutcome,
 };
 pub use error::CoordinatorError;
+pub use poller::{Poll, Poller};
 pub use trace_sender::{JobResult, TraceSender, TraceSource};

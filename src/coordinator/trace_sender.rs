@@ -358,9 +358,11 @@ impl Patcher {
         }
     }
 
-    /// Patches everything written so far, chunk by chunk.
+    /// Patches what was written when called, chunk by chunk (output that keeps arriving waits
+    /// for the next tick, so a stop request is never held up).
     fn send_pending(&mut self) -> Result<(), CoordinatorError> {
-        while !self.gone && self.source.len() > self.sent {
+        let target = self.source.len();
+        while !self.gone && target > self.sent {
             self.send_chunk()?;
         }
         Ok(())
