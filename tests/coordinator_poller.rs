@@ -71,7 +71,10 @@ fn failures_back_off_and_a_429_wait_is_honoured() {
     let server = Server::start(|_| Reply::new(503));
     let mut poller = poller(&server);
     let waits: Vec<Duration> = (0..5).map(|_| poller.poll().next_poll_in).collect();
-    assert!(waits[0] >= CHECK && waits[0] <= Duration::from_millis(100), "{waits:?}");
+    assert!(
+        waits[0] >= CHECK && waits[0] <= Duration::from_millis(100),
+        "{waits:?}"
+    );
     // 100 ms doubling: the fifth step is 1.6 s, drawn between half and all of it.
     assert!(waits[4] >= Duration::from_millis(800), "{waits:?}");
     let server = Server::start(|_| Reply::new(429).header("Retry-After", "9"));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::backoff::{Backoff, BACKOFF_MIN};
 use super::client::{
     CancelState, Client, FailureReason, JobState, JobUpdate, PatchOutcome, TraceOutput,
-    UpdateOutcome,
+    UpdateAnswer, UpdateOutcome,
 };
 use super::error::CoordinatorError;
 use crate::checksum::Crc32;
@@ -462,19 +462,23 @@ impl Patcher {
         let (trace, output) = self.whole_trace()?;
         update.trace = Some(trace);
         update.output = Some(output);
-        self.send_final(&update, deadline).map_err(|last| {
-            let elapsed = started.elapsed();
-            let job = self.job_id;
-            log::error!("job {job}: the coordinator never acknowledged the final update: {last}");
-            match last {
-                gone @ CoordinatorError::JobGone { .. } => gone,
-                last => CoordinatorError::GaveUp {
-                    job,
-                    elapsed,
-                    last: Box::new(last),
-                },
-            }
-        })
+        self.send_final(&update, deadline)
+            .map_err(|last| self.gave_up(last, started.elapsed()))
+    }
+
+    /// Logs why the final update did not go through, naming the job.
+    fn gave_up(&self, last: CoordinatorError, elapsed: Duration) -> CoordinatorError {
+        let job = self.job_id;
+        if let CoordinatorError::JobGone { status, .. } = &last {
+            log::warn!("job {job}: the coordinator refused the final update (status {status})");
+            return last;
+        }
+        log::error!("job {job}: giving up on the final update after {elapsed:?}: {last}");
+        CoordinatorError::GaveUp {
+            job,
+            elapsed,
+            last: Box::new(last),
+        }
     }
 
     /// Patches the rest of the log, retrying failures until `deadline`.
@@ -494,35 +498,52 @@ impl Patcher {
         deadline: Instant,
     ) -> Result<(), CoordinatorError> {
         loop {
-            let error = match self.client.update_job(self.job_id, &self.token, update) {
-                Ok(answer) => {
-                    self.contact(answer.cancel, answer.update_interval);
-                    match answer.outcome {
-                        UpdateOutcome::Accepted => return Ok(()),
-                        UpdateOutcome::Stopped { status } => {
-                            let url = self.client.endpoint(&format!("jobs/{}", self.job_id));
-                            return Err(CoordinatorError::JobGone { url, status });
-                        }
-                        UpdateOutcome::NotFinished => sleep_until_at_most(self.interval, deadline),
-                        UpdateOutcome::ChecksumMismatch => self.resend_all(deadline),
-                    }
-                    CoordinatorError::Status {
-                        url: self.client.endpoint(&format!("jobs/{}", self.job_id)),
-                        status: 202,
-                        retry_after: None,
-                    }
-                }
+            let not_yet = match self.client.update_job(self.job_id, &self.token, update) {
+                Ok(answer) => self.final_answer(answer, deadline)?,
                 Err(e) if e.is_transient() => {
                     self.note_failure(&e);
                     sleep_until_at_most(self.retry_wait.take().unwrap_or_default(), deadline);
-                    e
+                    Some(e)
                 }
                 Err(e) => return Err(e),
             };
+            let Some(last) = not_yet else {
+                return Ok(());
+            };
             if Instant::now() >= deadline {
-                return Err(error);
+                return Err(last);
             }
         }
+    }
+
+    /// What an answer to the final update means: done (`None`), stop (an error), or try again
+    /// (`Some` reason), after waiting or resending as the answer asks.
+    fn final_answer(
+        &mut self,
+        answer: UpdateAnswer,
+        deadline: Instant,
+    ) -> Result<Option<CoordinatorError>, CoordinatorError> {
+        self.contact(answer.cancel, answer.update_interval);
+        let url = self.client.endpoint(&format!("jobs/{}", self.job_id));
+        let status = match answer.outcome {
+            UpdateOutcome::Accepted => return Ok(None),
+            UpdateOutcome::Stopped { status } => {
+                return Err(CoordinatorError::JobGone { url, status })
+            }
+            UpdateOutcome::NotFinished => {
+                sleep_until_at_most(self.interval, deadline);
+                202
+            }
+            UpdateOutcome::ChecksumMismatch => {
+                self.resend_all(deadline);
+                412
+            }
+        };
+        Ok(Some(CoordinatorError::Status {
+            url,
+            status,
+            retry_after: None,
+        }))
     }
 
     /// After a 412: the whole trace again, from offset 0.
