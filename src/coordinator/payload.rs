@@ -8,11 +8,11 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::JobRequest;
 use super::job::{
     Artifact, Cache, CachePolicy, Credential, Dependency, GitInfo, Image, Job, JobInfo,
     JobVariable, Step, When,
 };
+use super::messages::JobRequest;
 use crate::secret::Secret;
 
 /// Job timeout when `runner_info.timeout` is missing, in seconds.

@@ -5,8 +5,9 @@ use std::thread;
 use std::time::Duration;
 
 use super::backoff::{Backoff, BACKOFF_MAX, BACKOFF_MIN};
-use super::client::{Client, JobRequest, RunnerInfo};
+use super::client::Client;
 use super::job::Job;
+use super::messages::{JobRequest, RunnerInfo};
 use crate::secret::Secret;
 
 /// Default poll period (`check_interval`).

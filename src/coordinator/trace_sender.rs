@@ -8,11 +8,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::backoff::{Backoff, BACKOFF_MIN};
-use super::client::{
-    CancelState, Client, FailureReason, JobState, JobUpdate, PatchOutcome, TraceOutput,
-    UpdateAnswer, UpdateOutcome,
-};
+use super::client::Client;
 use super::error::CoordinatorError;
+use super::messages::{
+    CancelState, FailureReason, JobState, JobUpdate, PatchOutcome, TraceOutput, UpdateAnswer,
+    UpdateOutcome,
+};
 use crate::checksum::Crc32;
 use crate::secret::Secret;
 
