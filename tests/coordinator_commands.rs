@@ -157,7 +157,11 @@ fn register_creates_the_folder_and_a_private_file_from_the_environment() {
     let kubernetes = new["kubernetes"].as_table().expect("a kubernetes table");
     assert_eq!(kubernetes["host"].as_str(), Some("https://127.0.0.1:6443"));
     assert_eq!(kubernetes["namespace"].as_str(), Some("env-ns"));
-    assert_eq!(server.requests()[0].json()["locked"], true);
+    let body = server.requests()[0].json();
+    assert_eq!(
+        (body["locked"].clone(), body["run_untagged"].clone()),
+        (json!(true), json!(false))
+    );
     let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
     assert_eq!(leftovers, 1, "no temporary file is left behind");
 }
@@ -183,6 +187,11 @@ fn flags_win_over_the_environment_and_the_template_fills_the_rest() {
         "flag-ns",
     ];
     register_with(&path, &args, &[("KUBERNETES_NAMESPACE", "env-ns")]).expect("registered");
+    let body = server.requests()[0].json();
+    assert_eq!(
+        body["run_untagged"], true,
+        "a runner without tags takes untagged jobs"
+    );
 
     let new = &runners(&parsed(&path))[0];
     assert_eq!(new["name"].as_str(), Some("tmpl"));

@@ -24,7 +24,8 @@ Options (each also read from the environment variable in brackets):
   -r, --registration-token T   registration token [REGISTRATION_TOKEN]
   -n, --name NAME              runner name and description [RUNNER_NAME]
   --tag-list a,b               tags [RUNNER_TAG_LIST]
-  --run-untagged               also take untagged jobs [REGISTER_RUN_UNTAGGED]
+  --run-untagged               also take untagged jobs (default: only when no tags)
+                               [REGISTER_RUN_UNTAGGED]
   --locked                     lock the runner to its project [REGISTER_LOCKED]
   --template-config FILE       start the entry from the first [[runners]] of FILE
   --kubernetes-KEY VALUE       [runners.kubernetes] KEY, e.g. --kubernetes-namespace ci
@@ -231,16 +232,24 @@ impl RegisterRequest {
             .tag_list
             .or_else(|| env("RUNNER_TAG_LIST"))
             .unwrap_or_default();
+        let tags: Vec<String> = tags
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        // A runner without tags that refused untagged jobs would never get a job.
+        let untagged_default = tags.is_empty();
         let registration = Registration {
             description: name.clone(),
-            tags: tags
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
-            run_untagged: bool_option(options.run_untagged, env, "REGISTER_RUN_UNTAGGED")?,
-            locked: bool_option(options.locked, env, "REGISTER_LOCKED")?,
+            run_untagged: bool_option(
+                options.run_untagged,
+                env,
+                "REGISTER_RUN_UNTAGGED",
+                untagged_default,
+            )?,
+            locked: bool_option(options.locked, env, "REGISTER_LOCKED", false)?,
+            tags,
         };
         apply_kubernetes(&mut base, &options.kubernetes, env)?;
         Ok(RegisterRequest {
@@ -275,12 +284,18 @@ fn default_name() -> String {
         .unwrap_or_else(|| "alloy-runner".into())
 }
 
-fn bool_option(flag: Option<bool>, env: Env<'_>, var: &str) -> Result<bool, CommandError> {
+/// A flag, else a `true`/`false` variable, else `default`.
+fn bool_option(
+    flag: Option<bool>,
+    env: Env<'_>,
+    var: &str,
+    default: bool,
+) -> Result<bool, CommandError> {
     if let Some(flag) = flag {
         return Ok(flag);
     }
     match env(var).as_deref().map(str::trim) {
-        None | Some("") => Ok(false),
+        None | Some("") => Ok(default),
         Some(v) => parse_bool(v)
             .ok_or_else(|| CommandError::Usage(format!("{var}={v:?} is not true or false"))),
     }

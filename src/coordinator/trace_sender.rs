@@ -558,6 +558,9 @@ impl Patcher {
     }
 
     /// The whole log as text for the final update, with its checksum over the raw bytes.
+    // TODO: the final update holds the whole trace in memory (bounded by the runner's
+    // output_limit, 4 MiB by default) because the JSON body is built before it is sent;
+    // streaming the JSON would lift that bound for runners with a very large output_limit.
     fn whole_trace(&self) -> Result<(String, TraceOutput), CoordinatorError> {
         let size = self.source.len();
         let mut bytes = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
