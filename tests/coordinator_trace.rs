@@ -359,3 +359,30 @@ fn wait_for(condition: impl Fn() -> bool) {
     }
     panic!("the condition never became true");
 }
+
+#[test]
+fn the_coordinator_can_slow_the_patches_down() {
+    let server = Server::start(|request| match request.method.as_str() {
+        "PATCH" => Reply::new(202).header("X-GitLab-Trace-Update-Interval", "2"),
+        _ => Reply::new(200),
+    });
+    let source = Arc::new(Mutex::new(b"a".to_vec()));
+    let sender = start(&server, source.clone(), fast_options());
+    let patches = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count()
+    };
+    wait_for(|| patches() == 1);
+    source.lock().expect("lock").extend_from_slice(b"b");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        patches(),
+        1,
+        "the next patch waits for the coordinator's interval"
+    );
+    sender.finish(JobResult::success()).expect("200");
+    assert_eq!(patches(), 2, "finish flushes what was left");
+}
