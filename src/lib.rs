@@ -9,6 +9,7 @@
 //! - [`helper`]: verbs run inside the helper container (archives, cache, artifacts).
 //! - [`commands`]: the command-line commands.
 
+pub mod checksum;
 pub mod commands;
 pub mod config;
 pub mod coordinator;
