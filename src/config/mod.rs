@@ -4,7 +4,13 @@
 //! types, quantities, regexes, volumes), then the values are turned into the plain structs of
 //! this module. Nothing downstream re-checks them.
 
+mod error;
+mod kubernetes;
+mod load;
 pub mod quantity;
+mod reader;
+pub mod rules;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +18,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use quantity::Quantity;
+pub use error::{ConfigError, KeyError};
+pub use load::{load, parse};
+pub use quantity::{Quantity, QuantityError};
 
 use crate::secret::Secret;
 
@@ -150,7 +158,10 @@ impl OverwriteRule {
     /// Compiles `pattern` anchored at both ends.
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
         let regex = Regex::new(&format!("^(?:{pattern})$"))?;
-        Ok(OverwriteRule { pattern: pattern.to_string(), regex })
+        Ok(OverwriteRule {
+            pattern: pattern.to_string(),
+            regex,
+        })
     }
 
     /// Whether the whole of `value` matches.
