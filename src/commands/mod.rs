@@ -116,12 +116,12 @@ pub fn dispatch(
 /// Loads `config.toml` for a command and applies its `log_level` unless `--log-level` was given.
 pub fn load_config(globals: &Globals) -> Result<Config, CommandError> {
     let config = config::load(&globals.config_path)?;
+    crate::logging::apply_config_level(config.log_level);
     log::debug!(
         "loaded {} with {} runner(s)",
         config.path.display(),
         config.runners.len()
     );
-    crate::logging::apply_config_level(config.log_level);
     Ok(config)
 }
 

@@ -106,7 +106,8 @@ pub enum KeyError {
         limit_key: String,
         limit: String,
     },
-    /// An `*_overwrite_allowed` pattern that does not compile.
+    /// An `*_overwrite_allowed` pattern that does not compile; the message carries the
+    /// reason on one line, so `source` is not repeated in the chain.
     Regex {
         pattern: String,
         source: Box<regex::Error>,
@@ -177,7 +178,9 @@ impl fmt::Display for KeyError {
                 "request {request} is above the limit {limit_key} = {limit} \
                  (accepted: a request at most the limit)"
             ),
-            KeyError::Regex { pattern, .. } => write!(f, "invalid regex {pattern:?}"),
+            KeyError::Regex { pattern, source } => {
+                write!(f, "invalid regex {pattern:?}: {}", regex_reason(source))
+            }
             KeyError::ConflictingSpellings { other_key } => write!(
                 f,
                 "conflicts with {other_key}: both spellings are set with different values \
@@ -205,8 +208,20 @@ impl std::error::Error for KeyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             KeyError::Quantity { source, .. } => Some(source),
-            KeyError::Regex { source, .. } => Some(source.as_ref()),
             _ => None,
         }
+    }
+}
+
+/// The one-line reason of a regex error, whose text otherwise draws the pattern over lines.
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    match text
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+    {
+        Some(reason) => reason.to_string(),
+        None => text.split_whitespace().collect::<Vec<_>>().join(" "),
     }
 }

@@ -155,8 +155,10 @@ pub struct OverwriteRule {
 }
 
 impl OverwriteRule {
-    /// Compiles `pattern` anchored at both ends.
+    /// Compiles `pattern` anchored at both ends. The pattern is first compiled alone, so one
+    /// such as `a)|(.*` cannot close the anchoring group and match any value.
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        Regex::new(pattern)?;
         let regex = Regex::new(&format!("^(?:{pattern})$"))?;
         Ok(OverwriteRule {
             pattern: pattern.to_string(),
