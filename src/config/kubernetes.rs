@@ -224,29 +224,36 @@ fn overwrite_rule(section: &Section, name: &str) -> Result<Option<OverwriteRule>
 /// The four quantities of one container kind (`prefix` is `""`, `service_` or `helper_`),
 /// with each request at most its limit.
 fn resources(section: &Section, prefix: &str) -> Result<Resources, ConfigError> {
-    let resources = Resources {
-        cpu_limit: quantity(section, &format!("{prefix}cpu_limit"))?,
-        memory_limit: quantity(section, &format!("{prefix}memory_limit"))?,
-        cpu_request: quantity(section, &format!("{prefix}cpu_request"))?,
-        memory_request: quantity(section, &format!("{prefix}memory_request"))?,
-    };
-    for resource in ["cpu", "memory"] {
-        let (request, limit) = match resource {
-            "cpu" => (&resources.cpu_request, &resources.cpu_limit),
-            _ => (&resources.memory_request, &resources.memory_limit),
-        };
-        if let (Some(request), Some(limit)) = (request, limit) {
-            if request > limit {
-                let problem = KeyError::RequestAboveLimit {
-                    request: request.to_string(),
-                    limit_key: section.key(&format!("{prefix}{resource}_limit")),
-                    limit: limit.to_string(),
-                };
-                return Err(section.error(&format!("{prefix}{resource}_request"), problem));
-            }
+    let (cpu_limit, cpu_request) = limit_and_request(section, &format!("{prefix}cpu"))?;
+    let (memory_limit, memory_request) = limit_and_request(section, &format!("{prefix}memory"))?;
+    Ok(Resources {
+        cpu_limit,
+        memory_limit,
+        cpu_request,
+        memory_request,
+    })
+}
+
+/// `<resource>_limit` and `<resource>_request`, the request at most the limit.
+fn limit_and_request(
+    section: &Section,
+    resource: &str,
+) -> Result<(Option<Quantity>, Option<Quantity>), ConfigError> {
+    let limit_name = format!("{resource}_limit");
+    let request_name = format!("{resource}_request");
+    let limit = quantity(section, &limit_name)?;
+    let request = quantity(section, &request_name)?;
+    if let (Some(limit), Some(request)) = (&limit, &request) {
+        if request > limit {
+            let problem = KeyError::RequestAboveLimit {
+                request: request.to_string(),
+                limit_key: section.key(&limit_name),
+                limit: limit.to_string(),
+            };
+            return Err(section.error(&request_name, problem));
         }
     }
-    Ok(resources)
+    Ok((limit, request))
 }
 
 fn quantity(section: &Section, name: &str) -> Result<Option<Quantity>, ConfigError> {
