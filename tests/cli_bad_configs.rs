@@ -154,6 +154,12 @@ bad_configs! {
     config_map_item_cannot_leave_the_mount: "config-map-item-escapes-mount.toml" => [
         "runners[0].kubernetes.volumes.config_map[0].items.key: invalid value \"../../etc/passwd\"",
     ];
+    secret_item_key_must_be_a_file_name: "secret-item-key-with-slash.toml" => [
+        "runners[0].kubernetes.volumes.secret[0].items.\"dir/key\": invalid value \"dir/key\"",
+    ];
+    key_given_twice_is_a_syntax_error: "duplicate-key.toml" => [
+        "invalid TOML at line 6, column 5: duplicate key `cpu_limit`",
+    ];
     empty_dir_medium_is_case_sensitive: "empty-dir-medium-lowercase.toml" => [
         "runners[0].kubernetes.volumes.empty_dir[0].medium: invalid value \"memory\"",
     ];

@@ -224,3 +224,25 @@ pub struct EmptyDirVolume {
     pub mount_path: String,
     pub medium: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overwrite_rule_matches_the_whole_value() {
+        let rule = OverwriteRule::new("ci-.*").unwrap();
+        assert!(rule.allows("ci-main"));
+        assert!(!rule.allows("prod-ci-x"));
+        let alternatives = OverwriteRule::new("a|b").unwrap();
+        assert!(alternatives.allows("a") && alternatives.allows("b"));
+        assert!(!alternatives.allows("ab"));
+    }
+
+    #[test]
+    fn overwrite_rule_cannot_close_its_anchoring_group() {
+        // Anchored as text, `^(?:a)|(.*)$` would compile and allow every value.
+        assert!(OverwriteRule::new("a)|(.*").is_err());
+        assert!(OverwriteRule::new("*").is_err());
+    }
+}

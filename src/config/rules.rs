@@ -23,6 +23,10 @@ pub const ABSOLUTE_PATH: &str = "an absolute path starting with '/'";
 /// What [`is_relative_item_path`] accepts.
 pub const RELATIVE_PATH: &str = "a relative path without '..' elements";
 
+/// What [`is_config_key`] accepts.
+pub const CONFIG_KEY: &str = "a ConfigMap or Secret key: at most 253 letters, digits, '-', '_' \
+    or '.', not '.' or '..'";
+
 /// What [`split_environment`] accepts.
 pub const ENVIRONMENT: &str = "KEY=value, KEY made of letters, digits and '_', not starting \
     with a digit";
@@ -79,6 +83,12 @@ pub fn is_absolute_path(path: &str) -> bool {
 /// A config map or secret item path: relative and never leaving the mount.
 pub fn is_relative_item_path(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|part| part == "..")
+}
+
+/// A key of a ConfigMap or Secret (`items` of those volumes).
+pub fn is_config_key(key: &str) -> bool {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    !key.is_empty() && key.len() <= 253 && key.bytes().all(valid) && key != "." && key != ".."
 }
 
 /// Splits an `environment` entry into name and value.
@@ -151,6 +161,15 @@ mod tests {
         assert!(!is_relative_item_path("/etc/passwd"));
         assert!(!is_relative_item_path("../up"));
         assert!(!is_relative_item_path("a/../../b"));
+    }
+
+    #[test]
+    fn config_keys_are_file_name_like() {
+        assert!(is_config_key("key_1"));
+        assert!(is_config_key(".dockerconfigjson"));
+        assert!(!is_config_key(".."));
+        assert!(!is_config_key("a/b"));
+        assert!(!is_config_key(""));
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub(super) fn volumes(kubernetes: &Section) -> Result<Volumes, ConfigError> {
     Ok(volumes)
 }
 
+// TODO: reject the names and mount paths of the volumes the executor adds to every pod (the
+// checkout and script volumes) once the executor fixes them; until then such a clash is only
+// caught by the API server when the pod is created.
+
 /// Names and mount paths met so far, with the key path that holds them.
 #[derive(Default)]
 struct Seen {
@@ -155,6 +159,14 @@ fn read_only(entry: &Section) -> Result<bool, ConfigError> {
 fn items(entry: &Section) -> Result<BTreeMap<String, String>, ConfigError> {
     let items = entry.string_map("items")?;
     for (key, path) in &items {
+        let item_key = || format!("{}.{}", entry.key("items"), quote_key(key));
+        if !rules::is_config_key(key) {
+            let problem = KeyError::Invalid {
+                value: key.clone(),
+                accepted: rules::CONFIG_KEY.into(),
+            };
+            return Err(entry.error_at(item_key(), problem));
+        }
         if !rules::is_relative_item_path(path) {
             let problem = KeyError::Invalid {
                 value: path.clone(),
