@@ -118,8 +118,8 @@ pub fn usage() -> String {
          \n\
          Commands:\n",
     );
-    for (name, summary) in COMMANDS {
-        text.push_str(&format!("  {name:<12} {summary}\n"));
+    for command in COMMANDS {
+        text.push_str(&format!("  {:<12} {}\n", command.name, command.summary));
     }
     text.push_str("\nExit codes: 0 success, 1 runtime failure, 2 usage or configuration error.\n");
     text

@@ -17,11 +17,22 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code of a wrong command line or a rejected `config.toml`.
 pub const EXIT_USAGE: u8 = 2;
 
-/// The commands [`dispatch`] knows, with a one-line summary for `--help`.
-pub const COMMANDS: &[(&str, &str)] = &[(
-    "list",
-    "check config.toml and print its runners (never their tokens)",
-)];
+/// The signature every command module's `run` has.
+pub type RunFn = fn(&Globals, &mut lexopt::Parser) -> Result<(), CommandError>;
+
+/// One command: its name on the command line, a one-line summary for `--help`, its entry point.
+pub struct Command {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub run: RunFn,
+}
+
+/// Every command, in the order `--help` lists them. A new command is one entry here.
+pub const COMMANDS: &[Command] = &[Command {
+    name: "list",
+    summary: "check config.toml and print its runners (never their tokens)",
+    run: list::run,
+}];
 
 /// The options given before the command name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,10 +112,10 @@ pub fn dispatch(
     globals: &Globals,
     args: &mut lexopt::Parser,
 ) -> Result<(), CommandError> {
-    match name {
-        "list" => list::run(globals, args),
-        _ => {
-            let known: Vec<&str> = COMMANDS.iter().map(|(name, _)| *name).collect();
+    match COMMANDS.iter().find(|command| command.name == name) {
+        Some(command) => (command.run)(globals, args),
+        None => {
+            let known: Vec<&str> = COMMANDS.iter().map(|command| command.name).collect();
             Err(CommandError::Usage(format!(
                 "unknown command {name:?} (known commands: {})",
                 known.join(", ")
