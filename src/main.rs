@@ -22,14 +22,8 @@ fn main() -> ExitCode {
 
 fn run(args: &mut lexopt::Parser) -> Result<(), CommandError> {
     let (globals, command) = match cli::parse_globals(args)? {
-        Action::Help => {
-            print!("{}", cli::usage());
-            return Ok(());
-        }
-        Action::Version => {
-            println!("{}", cli::version());
-            return Ok(());
-        }
+        Action::Help => return commands::write_stdout(&cli::usage()),
+        Action::Version => return commands::write_stdout(&format!("{}\n", cli::version())),
         Action::Command { globals, command } => (globals, command),
     };
     logging::init(globals.log_level);

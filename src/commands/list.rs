@@ -1,6 +1,6 @@
 //! `list`: checks `config.toml` and prints one line per runner, never a token.
 
-use super::{load_config, no_more_args, CommandError, Globals};
+use super::{load_config, no_more_args, write_stdout, CommandError, Globals};
 use crate::config::{Config, RunnerConfig};
 
 const USAGE: &str = "\
@@ -18,8 +18,7 @@ pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandEr
         return Ok(());
     }
     let config = load_config(globals)?;
-    print!("{}", render(&config));
-    Ok(())
+    write_stdout(&render(&config))
 }
 
 /// The listing: a line naming the file, then an aligned table with one row per runner.

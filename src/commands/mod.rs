@@ -148,16 +148,28 @@ pub fn error_chain(error: &dyn Error) -> String {
     text
 }
 
+/// Writes `text` to stdout; a reader that went away (`list | head -1`) is not an error.
+pub fn write_stdout(text: &str) -> Result<(), CommandError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CommandError::Failed(Box::new(error)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Rejects any argument left after a command that takes none, and answers `--help`.
 /// Returns `true` when help was printed and the command should stop.
 pub fn no_more_args(args: &mut lexopt::Parser, usage: &str) -> Result<bool, CommandError> {
     use lexopt::Arg::{Long, Short};
     match args.next()? {
         None => Ok(false),
-        Some(Short('h') | Long("help")) => {
-            print!("{usage}");
-            Ok(true)
-        }
+        Some(Short('h') | Long("help")) => write_stdout(usage).map(|()| true),
         Some(other) => Err(other.unexpected().into()),
     }
 }
