@@ -16,10 +16,9 @@ use alloy_runner::executor::manifest::{plan_pod, ManifestError, PodInput, PodPla
 use alloy_runner::secret::Secret;
 use serde_json::Value;
 
-/// TEST HELPER, to be switched to `Quantity::parse` when the config loader lands: builds a
-/// quantity from text without checking it.
+/// A quantity for a test config (the texts used are valid ones).
 pub fn quantity(text: &str) -> Option<Quantity> {
-    Some(Quantity::from_text_unchecked(text))
+    Some(Quantity::parse(text).expect("test quantities are valid"))
 }
 
 pub fn rule(pattern: &str) -> Option<OverwriteRule> {
