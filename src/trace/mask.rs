@@ -11,12 +11,10 @@ pub const MASKED: &[u8] = b"[MASKED]";
 /// The streaming masker: the masks, the held tail and how far the current masked run reaches.
 #[derive(Debug)]
 pub struct Masker {
-    /// Distinct non-empty masks, longest first.
+    /// Distinct non-empty masks, grouped by first byte, longest first within a group.
     masks: Vec<Vec<u8>>,
-    /// Whether some mask starts with this byte.
-    starts: Box<[bool; 256]>,
-    /// Length of the longest mask (0 when there is none).
-    longest: usize,
+    /// For each byte value, the range of `masks` starting with it (empty when none does).
+    by_first: Box<[(usize, usize); 256]>,
     /// Bytes not yet decided: the start of a possible mask at the end of the last write.
     held: Vec<u8>,
     /// Bytes at the start of `held` + next data that lie in a run already replaced.
@@ -33,18 +31,24 @@ impl Masker {
             .filter(|m| !m.is_empty())
             .map(|m| m.as_bytes().to_vec())
             .collect();
-        list.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        list.sort_by(|a, b| {
+            a[0].cmp(&b[0])
+                .then(b.len().cmp(&a.len()))
+                .then_with(|| a.cmp(b))
+        });
         list.dedup();
 
-        let mut starts = Box::new([false; 256]);
-        for mask in &list {
-            starts[usize::from(mask[0])] = true;
+        let mut by_first = Box::new([(0, 0); 256]);
+        for (index, mask) in list.iter().enumerate() {
+            let range = &mut by_first[usize::from(mask[0])];
+            if range.0 == range.1 {
+                *range = (index, index);
+            }
+            range.1 = index + 1;
         }
-        let longest = list.first().map_or(0, Vec::len);
         Masker {
             masks: list,
-            starts,
-            longest,
+            by_first,
             held: Vec::new(),
             covered: 0,
             joined: Vec::new(),
@@ -94,14 +98,16 @@ impl Masker {
         let mut plain_from = covered.min(buf.len());
         let mut at = 0;
         while at < buf.len() {
-            if !self.starts[usize::from(buf[at])] {
+            let (first, end) = self.by_first[usize::from(buf[at])];
+            if first == end {
                 at += 1;
                 continue;
             }
-            if !last && self.may_grow(&buf[at..]) {
+            let candidates = &self.masks[first..end];
+            if !last && may_grow(candidates, &buf[at..]) {
                 break;
             }
-            if let Some(len) = self.longest_match(&buf[at..]) {
+            if let Some(len) = longest_match(candidates, &buf[at..]) {
                 if at >= covered {
                     out.extend_from_slice(&buf[plain_from..at]);
                     out.extend_from_slice(MASKED);
@@ -117,24 +123,24 @@ impl Masker {
         self.covered = covered.saturating_sub(at);
         at
     }
+}
 
-    /// Whether `tail` (the end of what has arrived) could still be the start of a mask longer
-    /// than itself, so that the decision at this byte must wait for more data.
-    fn may_grow(&self, tail: &[u8]) -> bool {
-        tail.len() < self.longest
-            && self
-                .masks
-                .iter()
-                .any(|m| m.len() > tail.len() && m.starts_with(tail))
-    }
-
-    /// Length of the longest mask found at the start of `rest`.
-    fn longest_match(&self, rest: &[u8]) -> Option<usize> {
-        self.masks
+/// Whether `tail` (the end of what has arrived) could still be the start of one of `masks`
+/// (sorted longest first) longer than itself, so the decision at its first byte must wait.
+fn may_grow(masks: &[Vec<u8>], tail: &[u8]) -> bool {
+    let longest = masks.first().map_or(0, Vec::len);
+    tail.len() < longest
+        && masks
             .iter()
-            .find(|m| rest.starts_with(m))
-            .map(Vec::len)
-    }
+            .any(|m| m.len() > tail.len() && m.starts_with(tail))
+}
+
+/// Length of the longest of `masks` (sorted longest first) found at the start of `rest`.
+// TODO: output repeating a long mask's own prefix (a value of 4 KiB of `a` against a stream of
+// `a`) costs up to the mask's length per byte here; an Aho-Corasick automaton would keep that
+// case linear too. Real secrets rarely repeat, so the simple comparison stays for now.
+fn longest_match(masks: &[Vec<u8>], rest: &[u8]) -> Option<usize> {
+    masks.iter().find(|m| rest.starts_with(m)).map(Vec::len)
 }
 
 #[cfg(test)]
