@@ -93,20 +93,7 @@ impl ZipReader {
         out: &mut dyn Write,
         dest: &Path,
     ) -> Result<u64, ArchiveError> {
-        let data_at = self.data_offset(entry)?;
-        let read_err = |source| ArchiveError::ReadArchive {
-            path: self.path.clone(),
-            source,
-        };
-        (&self.file)
-            .seek(SeekFrom::Start(data_at))
-            .map_err(read_err)?;
-        let raw = (&self.file).take(entry.compressed);
-        let mut reader: Box<dyn Read + '_> = match entry.method {
-            METHOD_DEFLATED => Box::new(DeflateDecoder::new(raw)),
-            _ => Box::new(raw),
-        };
-
+        let mut reader = self.open_data(entry)?;
         let mut crc = Crc::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; COPY_CHUNK];
@@ -115,21 +102,10 @@ impl ZipReader {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    return Err(corrupt(&self.path, entry, format!("cannot inflate: {err}")))
-                }
+                Err(err) => return Err(self.corrupt(entry, format!("cannot inflate: {err}"))),
             };
             total += n as u64;
-            if total > limit {
-                return Err(ArchiveError::EntryTooLarge {
-                    entry: entry.name.clone(),
-                    limit,
-                });
-            }
-            if total > entry.size {
-                let reason = format!("data is longer than its declared {} bytes", entry.size);
-                return Err(corrupt(&self.path, entry, reason));
-            }
+            self.check_growth(entry, total, limit)?;
             crc.update(&buf[..n]);
             out.write_all(&buf[..n])
                 .map_err(|source| ArchiveError::WriteEntry {
@@ -144,26 +120,57 @@ impl ZipReader {
                 "data ends after {total} of its declared {} bytes",
                 entry.size
             );
-            return Err(corrupt(&self.path, entry, reason));
+            return Err(self.corrupt(entry, reason));
         }
         if crc.sum() != entry.crc {
-            return Err(corrupt(&self.path, entry, "CRC-32 mismatch".to_string()));
+            return Err(self.corrupt(entry, "CRC-32 mismatch".to_string()));
         }
         Ok(total)
     }
 
+    /// A reader of the entry's content: its compressed bytes, inflated when deflated.
+    fn open_data(&self, entry: &CentralEntry) -> Result<Box<dyn Read + '_>, ArchiveError> {
+        let data_at = self.data_offset(entry)?;
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(data_at))
+            .map_err(|source| ArchiveError::ReadArchive {
+                path: self.path.clone(),
+                source,
+            })?;
+        let raw = file.take(entry.compressed);
+        Ok(match entry.method {
+            METHOD_DEFLATED => Box::new(DeflateDecoder::new(raw)),
+            _ => Box::new(raw),
+        })
+    }
+
+    /// Stops an entry whose content, `total` bytes so far, passed the limit or its declared size.
+    fn check_growth(
+        &self,
+        entry: &CentralEntry,
+        total: u64,
+        limit: u64,
+    ) -> Result<(), ArchiveError> {
+        if total > limit {
+            return Err(ArchiveError::EntryTooLarge {
+                entry: entry.name.clone(),
+                limit,
+            });
+        }
+        if total > entry.size {
+            let reason = format!("data is longer than its declared {} bytes", entry.size);
+            return Err(self.corrupt(entry, reason));
+        }
+        Ok(())
+    }
+
     /// Where the entry's data starts, after checking its local header.
     fn data_offset(&self, entry: &CentralEntry) -> Result<u64, ArchiveError> {
-        let header = read_at(&self.file, entry.local_offset, LOCAL_HEADER_LEN);
-        let header =
-            header.map_err(|_| corrupt(&self.path, entry, "local header is cut off".into()))?;
+        let header = read_at(&self.file, entry.local_offset, LOCAL_HEADER_LEN)
+            .map_err(|_| self.corrupt(entry, "local header is cut off".into()))?;
         let mut fields = Fields::new(&header);
         if fields.u32() != Some(LOCAL_HEADER_SIG) {
-            return Err(corrupt(
-                &self.path,
-                entry,
-                "bad local header signature".into(),
-            ));
+            return Err(self.corrupt(entry, "bad local header signature".into()));
         }
         let lengths = &header[26..30];
         let name_len = u64::from(u16::from_le_bytes([lengths[0], lengths[1]]));
@@ -171,13 +178,19 @@ impl ZipReader {
 
         let data_at = entry.local_offset + LOCAL_HEADER_LEN as u64 + name_len + extra_len;
         if data_at + entry.compressed > self.cd_offset {
-            return Err(corrupt(
-                &self.path,
-                entry,
-                "data runs past the central directory".into(),
-            ));
+            return Err(self.corrupt(entry, "data runs past the central directory".into()));
         }
         Ok(data_at)
+    }
+
+    /// An error naming the archive and the entry.
+    fn corrupt(&self, entry: &CentralEntry, reason: String) -> ArchiveError {
+        let path = self.path.clone();
+        ArchiveError::Corrupt {
+            path,
+            entry: Some(entry.name.clone()),
+            reason,
+        }
     }
 }
 
@@ -271,91 +284,117 @@ fn find_end_record(file: &File, len: u64) -> io::Result<Tail> {
 fn parse_central(path: &Path, cd: &[u8], count: u16) -> Result<Vec<CentralEntry>, ArchiveError> {
     let mut fields = Fields::new(cd);
     let mut entries = Vec::with_capacity(usize::from(count));
-    for index in 0..count {
-        let entry =
-            parse_central_entry(path, &mut fields).ok_or_else(|| ArchiveError::Corrupt {
+    for index in 1..=count {
+        let Some(raw) = RawCentral::parse(&mut fields) else {
+            let reason = format!("central directory header {index} of {count} is cut off");
+            return Err(ArchiveError::Corrupt {
                 path: path.to_path_buf(),
                 entry: None,
-                reason: format!(
-                    "central directory header {} of {count} is cut off or malformed",
-                    index + 1
-                ),
-            })??;
-        entries.push(entry);
+                reason,
+            });
+        };
+        entries.push(raw.check(path)?);
     }
     Ok(entries)
 }
 
-/// Parses one central directory header: `None` when the bytes run out or the signature is
-/// wrong, an error when the entry is readable but refused.
-fn parse_central_entry(path: &Path, f: &mut Fields) -> Option<Result<CentralEntry, ArchiveError>> {
-    if f.u32()? != CENTRAL_HEADER_SIG {
-        return None;
-    }
-    let made_by = f.u16()?;
-    let _needed = f.u16()?;
-    let flags = f.u16()?;
-    let method = f.u16()?;
-    let time = f.u16()?;
-    let date = f.u16()?;
-    let crc = f.u32()?;
-    let compressed = f.u32()?;
-    let size = f.u32()?;
-    let name_len = f.u16()?;
-    let extra_len = f.u16()?;
-    let comment_len = f.u16()?;
-    let _disk = f.u16()?;
-    let _internal = f.u16()?;
-    let external = f.u32()?;
-    let local_offset = f.u32()?;
-    let name = f.take(name_len.into())?;
-    f.take(extra_len.into())?;
-    f.take(comment_len.into())?;
+/// A central directory header's fields as stored.
+struct RawCentral<'a> {
+    made_by: u16,
+    flags: u16,
+    method: u16,
+    time: u16,
+    date: u16,
+    crc: u32,
+    compressed: u32,
+    size: u32,
+    external: u32,
+    local_offset: u32,
+    name: &'a [u8],
+}
 
-    let name = match std::str::from_utf8(name) {
-        Ok(name) => name.to_string(),
-        Err(_) => {
+impl<'a> RawCentral<'a> {
+    /// Reads one header; `None` when the bytes run out or the signature is wrong.
+    fn parse(f: &mut Fields<'a>) -> Option<RawCentral<'a>> {
+        if f.u32()? != CENTRAL_HEADER_SIG {
+            return None;
+        }
+        let made_by = f.u16()?;
+        let _needed = f.u16()?;
+        let (flags, method, time, date) = (f.u16()?, f.u16()?, f.u16()?, f.u16()?);
+        let (crc, compressed, size) = (f.u32()?, f.u32()?, f.u32()?);
+        let (name_len, extra_len, comment_len) = (f.u16()?, f.u16()?, f.u16()?);
+        let (_disk, _internal) = (f.u16()?, f.u16()?);
+        let (external, local_offset) = (f.u32()?, f.u32()?);
+        let name = f.take(name_len.into())?;
+        f.take(extra_len.into())?;
+        f.take(comment_len.into())?;
+        Some(RawCentral {
+            made_by,
+            flags,
+            method,
+            time,
+            date,
+            crc,
+            compressed,
+            size,
+            external,
+            local_offset,
+            name,
+        })
+    }
+
+    /// The checked entry, or why it is refused (name not UTF-8, zip64, encryption, method).
+    fn check(self, path: &Path) -> Result<CentralEntry, ArchiveError> {
+        let Ok(name) = std::str::from_utf8(self.name) else {
+            let entry = Some(String::from_utf8_lossy(self.name).into_owned());
             let reason = "entry name is not UTF-8".to_string();
-            let entry = Some(String::from_utf8_lossy(name).into_owned());
-            return Some(Err(ArchiveError::Corrupt {
+            return Err(ArchiveError::Corrupt {
                 path: path.to_path_buf(),
                 entry,
                 reason,
-            }));
+            });
+        };
+        if [self.compressed, self.size, self.local_offset].contains(&u32::MAX) {
+            return Err(ArchiveError::Zip64 {
+                path: path.to_path_buf(),
+            });
         }
-    };
-    if compressed == u32::MAX || size == u32::MAX || local_offset == u32::MAX {
-        return Some(Err(ArchiveError::Zip64 {
-            path: path.to_path_buf(),
-        }));
-    }
-    if let Some(reason) = refusal(flags, method, compressed, size) {
-        return Some(Err(ArchiveError::Unsupported {
-            entry: name,
-            reason,
-        }));
+        if let Some(reason) = refusal(self.flags, self.method, self.compressed, self.size) {
+            return Err(ArchiveError::Unsupported {
+                entry: name.to_string(),
+                reason,
+            });
+        }
+
+        let (kind, mode) = self.kind_and_mode(name);
+        Ok(CentralEntry {
+            name: name.to_string(),
+            kind,
+            mode,
+            size: self.size.into(),
+            time: self.time,
+            date: self.date,
+            method: self.method,
+            crc: self.crc,
+            compressed: self.compressed.into(),
+            local_offset: self.local_offset.into(),
+        })
     }
 
-    let unix = (made_by >> 8) == 3 && (external >> 16) != 0;
-    let mode = unix.then_some(external >> 16);
-    let kind = match mode.map(|m| m & S_IFMT) {
-        Some(S_IFLNK) => EntryKind::Symlink,
-        Some(S_IFDIR) => EntryKind::Dir,
-        _ if name.ends_with('/') || external & DOS_DIRECTORY != 0 => EntryKind::Dir,
-        _ => EntryKind::File,
-    };
-    Some(Ok(CentralEntry {
-        name,
-        kind,
-        mode: mode.map(|m| m & 0o777),
-        size: size.into(),
-        time,
-        date,
-        method,
-        crc,
-        compressed: compressed.into(),
-        local_offset: local_offset.into(),
-    }))
+    /// What the entry is, from its Unix mode when made on Unix, else from its name and DOS
+    /// attributes; and its permission bits when known.
+    fn kind_and_mode(&self, name: &str) -> (EntryKind, Option<u32>) {
+        let unix_mode = self.external >> 16;
+        let mode = ((self.made_by >> 8) == 3 && unix_mode != 0).then_some(unix_mode);
+        let kind = match mode.map(|m| m & S_IFMT) {
+            Some(S_IFLNK) => EntryKind::Symlink,
+            Some(S_IFDIR) => EntryKind::Dir,
+            _ if name.ends_with('/') || self.external & DOS_DIRECTORY != 0 => EntryKind::Dir,
+            _ => EntryKind::File,
+        };
+        (kind, mode.map(|m| m & 0o777))
+    }
 }
 
 /// Why an entry with these header fields cannot be read, if it cannot.
@@ -370,15 +409,6 @@ fn refusal(flags: u16, method: u16, compressed: u32, size: u32) -> Option<String
         )),
         METHOD_STORED => None,
         other => Some(format!("compression method {other} is not supported")),
-    }
-}
-
-/// An error naming the archive and the entry.
-fn corrupt(path: &Path, entry: &CentralEntry, reason: String) -> ArchiveError {
-    ArchiveError::Corrupt {
-        path: path.to_path_buf(),
-        entry: Some(entry.name.clone()),
-        reason,
     }
 }
 

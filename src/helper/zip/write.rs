@@ -274,3 +274,27 @@ fn push_u16(bytes: &mut Vec<u8>, value: u16) {
 fn push_u32(bytes: &mut Vec<u8>, value: u32) {
     bytes.extend_from_slice(&value.to_le_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn entry_past_65535_is_refused_as_needing_zip64() {
+        let name = format!("alloy-zip-many-{}.zip", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        let mut zip = ZipWriter::new(File::create(&path).unwrap());
+        for i in 0..MAX_ENTRIES {
+            zip.add_dir(&format!("d{i}/"), 0o755, UNIX_EPOCH).unwrap();
+        }
+        let err = zip.add_dir("one-more/", 0o755, UNIX_EPOCH).unwrap_err();
+        assert!(
+            matches!(err, WriteError::NeedsZip64("more than 65535 entries")),
+            "{err:?}"
+        );
+        let size = zip.finish().unwrap();
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        std::fs::remove_file(&path).unwrap();
+    }
+}
