@@ -3,8 +3,9 @@
 //!
 //! Bytes pass through as produced: no newline is added, CR and ANSI escapes are kept. Memory
 //! stays bounded whatever the output size: writes are processed in chunks, the held-back tail
-//! is shorter than the longest mask plus one character, and the trace itself lives in a file.
+//! is at most the longest mask plus three bytes of a character, and the trace lives in a file.
 
+mod automaton;
 mod limit;
 mod mask;
 mod spool;
