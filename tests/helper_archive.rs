@@ -268,6 +268,34 @@ fn untracked_files_come_from_git() {
 }
 
 #[test]
+fn untracked_nested_repository_is_archived_as_a_folder() {
+    let repo = TempDir::new("outer");
+    let init = |dir: &Path| {
+        let out = Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    init(repo.path());
+    repo.write("vendor/lib/f.txt", b"f");
+    init(&repo.path().join("vendor/lib"));
+
+    let work = TempDir::new("work");
+    let zip = work.path().join("n.zip");
+    create_archive(repo.path(), &[], true, &zip, &mut Vec::new()).unwrap();
+    let names = python_names(&zip);
+    assert!(names.contains(&"vendor/lib/".to_string()), "{names:?}");
+    assert!(names.contains(&"vendor/lib/f.txt".to_string()), "{names:?}");
+    assert!(names.iter().all(|n| !n.contains("//")), "{names:?}");
+}
+
+#[test]
 fn untracked_outside_a_git_repository_is_an_error() {
     let plain = TempDir::new("plain");
     let ceiling = plain.path().parent().unwrap();

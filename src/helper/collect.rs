@@ -41,7 +41,11 @@ pub fn collect(
     }
     if untracked {
         for path in untracked_files(base)? {
-            collector.add_literal(&path, &path)?;
+            // git lists a nested repository as `dir/`; names are literal, never globs.
+            match relative_pattern(&base.to_string_lossy(), &path) {
+                Some(rel) if !rel.is_empty() => collector.add_literal(&path, &rel)?,
+                _ => collector.notice(&path, "path is outside the base folder, skipped")?,
+            }
         }
     }
     Ok(collector.found)
