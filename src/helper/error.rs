@@ -42,6 +42,8 @@ pub enum ArchiveError {
     TotalTooLarge { limit: u64 },
     /// The archive has more entries than the limit.
     TooManyEntries { count: u64, limit: u64 },
+    /// The destination folder could not be created.
+    CreateDestination { path: PathBuf, source: io::Error },
     /// An entry could not be written to the destination.
     WriteEntry {
         entry: String,
@@ -123,6 +125,9 @@ impl fmt::Display for ArchiveError {
                     "refusing archive: {count} entries, more than the limit of {limit}"
                 )
             }
+            CreateDestination { path, .. } => {
+                write!(f, "cannot create destination folder {}", path.display())
+            }
             WriteEntry { entry, path, .. } => {
                 write!(f, "cannot extract entry {entry:?} to {}", path.display())
             }
@@ -141,6 +146,7 @@ impl std::error::Error for ArchiveError {
             | ReadSource { source, .. }
             | WriteArchive { source, .. }
             | ReadArchive { source, .. }
+            | CreateDestination { source, .. }
             | WriteEntry { source, .. }
             | Log(source) => Some(source),
             _ => None,

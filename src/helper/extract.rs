@@ -24,8 +24,7 @@ pub fn extract_archive(
 ) -> Result<ArchiveSummary, ArchiveError> {
     let reader = ZipReader::open(archive, limits.max_entries)?;
     let plan = check_entries(reader.entries(), limits)?;
-    fs::create_dir_all(dest_dir).map_err(|source| ArchiveError::WriteEntry {
-        entry: String::new(),
+    fs::create_dir_all(dest_dir).map_err(|source| ArchiveError::CreateDestination {
         path: dest_dir.to_path_buf(),
         source,
     })?;
@@ -128,14 +127,8 @@ impl Extractor<'_> {
             .create_new(true)
             .open(&path)
             .map_err(|e| write_err(entry, &path, e))?;
-        let copied = self
-            .reader
-            .copy_entry(entry, self.limits.max_entry_bytes, &mut file, &path);
-        let finished = copied.and_then(|size| {
-            file.flush().map_err(|e| write_err(entry, &path, e))?;
-            Ok(size)
-        });
-        let size = match finished {
+        let limit = self.limits.max_entry_bytes;
+        let size = match self.reader.copy_entry(entry, limit, &mut file, &path) {
             Ok(size) => size,
             Err(err) => {
                 drop(file);
