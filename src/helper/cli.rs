@@ -33,6 +33,8 @@ pub enum HelperError {
     Archive(ArchiveError),
     /// The result could not be printed.
     Output(io::Error),
+    /// An upload or download failed.
+    Transfer(super::transfer::TransferError),
 }
 
 impl fmt::Display for HelperError {
@@ -40,12 +42,12 @@ impl fmt::Display for HelperError {
         match self {
             HelperError::Usage(err) => write!(f, "invalid helper command line: {err}"),
             HelperError::MissingVerb => {
-                write!(f, "missing helper verb (archive, extract, cache-key)")
+                write!(f, "missing helper verb (archive, extract, cache-key, upload-artifacts, download-artifacts)")
             }
             HelperError::UnknownVerb(verb) => {
                 write!(
                     f,
-                    "unknown helper verb {verb:?} (expected archive, extract, cache-key)"
+                    "unknown helper verb {verb:?} (expected archive, extract, cache-key, upload-artifacts, download-artifacts)"
                 )
             }
             HelperError::MissingOption { verb, option } => {
@@ -53,6 +55,7 @@ impl fmt::Display for HelperError {
             }
             HelperError::Archive(err) => write!(f, "{err}"),
             HelperError::Output(_) => write!(f, "cannot write to stdout"),
+            HelperError::Transfer(err) => write!(f, "{err}"),
         }
     }
 }
@@ -63,6 +66,7 @@ impl std::error::Error for HelperError {
             HelperError::Usage(err) => Some(err),
             HelperError::Archive(err) => err.source(),
             HelperError::Output(err) => Some(err),
+            HelperError::Transfer(err) => err.source(),
             _ => None,
         }
     }
@@ -71,6 +75,12 @@ impl std::error::Error for HelperError {
 impl From<lexopt::Error> for HelperError {
     fn from(err: lexopt::Error) -> Self {
         HelperError::Usage(err)
+    }
+}
+
+impl From<super::transfer::TransferError> for HelperError {
+    fn from(err: super::transfer::TransferError) -> Self {
+        HelperError::Transfer(err)
     }
 }
 
@@ -93,6 +103,8 @@ pub fn run(args: &mut lexopt::Parser) -> Result<(), HelperError> {
         "archive" => archive(args, &mut out),
         "extract" => extract(args, &mut out),
         "cache-key" => cache_key(args, &mut out),
+        "upload-artifacts" => super::transfer::upload(args, &mut out),
+        "download-artifacts" => super::transfer::download(args, &mut out),
         _ => Err(HelperError::UnknownVerb(verb)),
     }
 }
@@ -185,7 +197,7 @@ mod tests {
         let err = run(&mut parser(&["explode"])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown helper verb \"explode\" (expected archive, extract, cache-key)"
+            "unknown helper verb \"explode\" (expected archive, extract, cache-key, upload-artifacts, download-artifacts)"
         );
         let err = extract(&mut parser(&["--archive", "x.zip"]), &mut Vec::new()).unwrap_err();
         assert_eq!(err.to_string(), "helper extract needs --dest");

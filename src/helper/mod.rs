@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod glob;
 mod paths;
+pub mod transfer;
 mod zip;
 
 pub use archive::create_archive;
