@@ -6,6 +6,7 @@
 //! - [`kube`]: the hand-written Kubernetes client (credentials, REST, watch, exec).
 //! - [`executor`]: the job's pod (manifest, overwrites), waiting, stages, cleanup.
 //! - [`trace`]: the output pipeline (masking, UTF-8 repair, output limit, spool).
+//! - [`pipeline`]: `.alloy-ci.json` to jobs and job payloads.
 //! - [`helper`]: verbs run inside the helper container (archives, cache, artifacts).
 //! - [`commands`]: the command-line commands.
 
@@ -15,5 +16,6 @@ pub mod coordinator;
 pub mod executor;
 pub mod helper;
 pub mod kube;
+pub mod pipeline;
 pub mod secret;
 pub mod trace;
