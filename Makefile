@@ -22,5 +22,8 @@ lint: ## rustfmt check and clippy only
 fmt: ## format the code
 	$(CARGO) fmt --all
 
+coordinator-sim: ## serve the coordinator simulator in the foreground (ARGS="--dialect gitlab --pipeline F --repo D")
+	$(CARGO) run -q -p coordinator-sim -- $(ARGS)
+
 clean: ## remove build output
 	$(CARGO) clean

@@ -37,7 +37,8 @@ pub struct Options {
     /// Where uploaded artifacts go; default a fresh folder under the system temp folder,
     /// removed when the handle is dropped.
     pub data_dir: Option<PathBuf>,
-    /// Largest artifacts upload accepted, in bytes (default 100 MiB); more answers 413.
+    /// Largest artifacts upload accepted (request body and file part), in bytes (default
+    /// 100 MiB); more answers 413.
     pub max_artifact_bytes: u64,
     /// `X-GitLab-Trace-Update-Interval` sent on trace PATCHes (GitLab dialect), in seconds.
     pub trace_update_interval: Option<u64>,
