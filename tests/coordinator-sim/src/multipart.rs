@@ -204,3 +204,75 @@ impl Scanner<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out one byte per read, so every delimiter is split across reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    fn temp_dir(label: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sim-multipart-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const BODY: &[u8] = b"--xx\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\nignored\r\n\
+        --xx\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../a.zip\"\r\n\
+        Content-Type: application/zip\r\n\r\nPK\r\n-x\r\n--x end\r\n--xx--\r\n";
+
+    #[test]
+    fn stores_the_file_part_when_reads_split_every_delimiter() {
+        let dir = temp_dir("trickle");
+        let stored = store_file_part(&mut Trickle(BODY), "xx", &dir, "p-", 1000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.filename, "../a.zip");
+        assert_eq!(stored.path, dir.join("p-.._a.zip"));
+        assert_eq!(std::fs::read(&stored.path).unwrap(), b"PK\r\n-x\r\n--x end");
+        assert_eq!(stored.size, 15);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_file_part_over_the_limit() {
+        let dir = temp_dir("limit");
+        let result = store_file_part(&mut Trickle(BODY), "xx", &dir, "p-", 10);
+        assert!(matches!(result, Err(UploadError::TooLarge)));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_body_is_malformed() {
+        let dir = temp_dir("truncated");
+        let result = store_file_part(&mut &BODY[..120], "xx", &dir, "p-", 1000);
+        assert!(matches!(result, Err(UploadError::Malformed(_))));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reads_the_boundary_parameter() {
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"abc\""),
+            Some("abc")
+        );
+        assert_eq!(
+            boundary("multipart/form-data; charset=x; boundary=q1"),
+            Some("q1")
+        );
+        assert_eq!(boundary("application/json; boundary=q1"), None);
+    }
+}

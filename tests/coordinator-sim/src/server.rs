@@ -275,12 +275,15 @@ fn update_job(shared: &Shared, req: &mut Request<'_>, id: u64) -> Response {
 /// 403 to a PUT for a job that is over; for a cancelled job, the answer its mode asks for.
 fn refuse_update_after_end(state: &mut State, id: u64) -> Option<Response> {
     let job = state.jobs.get(&id)?;
-    match (job.record.state, job.cancel) {
-        (JobState::Success | JobState::Failed, _) => {
-            Some(Response::text(403, "job is not running"))
-        }
+    not_running_answer(job.record.state, job.cancel)
+}
+
+/// 403 for a job the runner may not touch: not handed out, over, or cancelled with 403.
+fn not_running_answer(state: JobState, cancel: Option<CancelMode>) -> Option<Response> {
+    match (state, cancel) {
         (_, Some(CancelMode::Forbidden)) => Some(Response::text(403, "job canceled")),
-        _ => None,
+        (JobState::Running | JobState::Canceled, _) => None,
+        _ => Some(Response::text(403, "job is not running")),
     }
 }
 
@@ -415,12 +418,8 @@ fn patch_trace(shared: &Shared, req: &mut Request<'_>, id: u64) -> Response {
     let Some(job) = state.jobs.get(&id) else {
         return Response::text(404, "job not found");
     };
-    match (job.record.state, job.cancel) {
-        (JobState::Success | JobState::Failed, _) => {
-            return Response::text(403, "job is not running")
-        }
-        (_, Some(CancelMode::Forbidden)) => return Response::text(403, "job canceled"),
-        _ => {}
+    if let Some(response) = not_running_answer(job.record.state, job.cancel) {
+        return response;
     }
     let content_type = req.header("content-type").unwrap_or("").to_string();
     if !content_type.starts_with("text/plain") {
@@ -507,16 +506,16 @@ fn range_problem(range: Option<&str>, size: usize, len: usize) -> Option<String>
     let parsed = range
         .split_once('-')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-    let Some((start, end)) = parsed else {
+    let Some((start, end)): Option<(u64, u64)> = parsed else {
         return Some(format!("Content-Range `{range}` is not <start>-<end>"));
     };
-    let (start, end): (usize, usize) = (start, end);
-    if start != size {
+    if start != size as u64 {
         return Some(format!(
             "Content-Range starts at {start}, the trace has {size} bytes"
         ));
     }
-    if len > 0 && end + 1 != start + len {
+    // An empty keep-alive patch carries no meaningful end.
+    if len > 0 && end + 1 != start + len as u64 {
         return Some(format!(
             "Content-Range `{range}` does not match a {len}-byte body"
         ));
@@ -527,39 +526,14 @@ fn range_problem(range: Option<&str>, size: usize, len: usize) -> Option<String>
 // Artifacts.
 
 fn upload_artifacts(shared: &Shared, req: &mut Request<'_>, id: u64) -> Response {
-    let mut state = shared.lock();
-    if let Err(response) = check_job_token(&mut state, req, id) {
-        return response;
-    }
-    let declared = state
-        .jobs
-        .get(&id)
-        .is_some_and(|job| job.artifacts_declared);
-    if state.dialect == Dialect::AlloyCi && !declared {
-        return Response::text(404, "job declares no artifacts");
-    }
-    if req.query_param("artifact_format").is_none() {
-        state.violation(format!(
-            "POST artifacts {id}: no artifact_format query parameter"
-        ));
-    }
     let limit = shared.options.max_artifact_bytes;
-    let announced = req
-        .header("content-length")
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit) {
-        return Response::text(413, "too large");
-    }
-    let content_type = req.header("content-type").unwrap_or("").to_string();
-    let Some(boundary) = multipart::boundary(&content_type).map(String::from) else {
-        state.violation(format!(
-            "POST artifacts {id}: Content-Type `{content_type}`"
-        ));
-        return Response::text(400, "expected multipart/form-data");
+    let boundary = match check_upload(&mut shared.lock(), req, id, limit) {
+        Ok(boundary) => boundary,
+        Err(response) => return response,
     };
     let expire_in = req.query_param("expire_in").map(String::from);
-    drop(state);
 
+    // Stream the part to disk without holding the lock.
     let prefix = format!("job-{id}-");
     let stored = multipart::store_file_part(req.body, &boundary, &shared.data_dir, &prefix, limit);
     let mut state = shared.lock();
@@ -585,6 +559,44 @@ fn upload_artifacts(shared: &Shared, req: &mut Request<'_>, id: u64) -> Response
             Response::text(400, "malformed multipart body")
         }
         Err(UploadError::Io(err)) => Response::text(500, &format!("cannot store upload: {err}")),
+    }
+}
+
+/// Token, declared artifacts, announced size and form type; `Ok` is the multipart boundary.
+fn check_upload(
+    state: &mut State,
+    req: &Request<'_>,
+    id: u64,
+    limit: u64,
+) -> Result<String, Response> {
+    check_job_token(state, req, id)?;
+    let declared = state
+        .jobs
+        .get(&id)
+        .is_some_and(|job| job.artifacts_declared);
+    if state.dialect == Dialect::AlloyCi && !declared {
+        return Err(Response::text(404, "job declares no artifacts"));
+    }
+    if req.query_param("artifact_format").is_none() {
+        state.violation(format!(
+            "POST artifacts {id}: no artifact_format query parameter"
+        ));
+    }
+    let announced = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(Response::text(413, "too large"));
+    }
+    let content_type = req.header("content-type").unwrap_or("");
+    match multipart::boundary(content_type) {
+        Some(boundary) => Ok(boundary.to_string()),
+        None => {
+            state.violation(format!(
+                "POST artifacts {id}: Content-Type `{content_type}`"
+            ));
+            Err(Response::text(400, "expected multipart/form-data"))
+        }
     }
 }
 

@@ -138,3 +138,29 @@ fn upload_without_a_file_part_is_a_violation() {
         [format!("POST artifacts {id}: no part named `file`")]
     );
 }
+
+#[test]
+fn chunked_upload_is_stored_whole() {
+    let sim = start(Dialect::GitLab);
+    let (id, token) = running_fixture(&sim, "sim-gitlab-basic.json");
+    let zip: Vec<u8> = (0..300_000u32).map(|n| (n % 7) as u8).collect();
+    let mut body =
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.zip\"\r\n\r\n"
+            .to_vec();
+    body.extend_from_slice(&zip);
+    body.extend_from_slice(b"\r\n--b--\r\n");
+    let req = request(
+        &sim,
+        "POST",
+        &format!("jobs/{id}/artifacts?artifact_format=zip"),
+    )
+    .set("JOB-TOKEN", &token)
+    .set("Content-Type", "multipart/form-data; boundary=b");
+    // A reader body goes out with chunked transfer coding.
+    assert_eq!(req.send(std::io::Cursor::new(body)).unwrap().status(), 201);
+    let record = sim.job(id).unwrap();
+    assert_eq!(std::fs::read(record.artifacts.unwrap()).unwrap(), zip);
+
+    // The connection stays usable for the next request.
+    assert_eq!(request_job(&sim).status, 204);
+}

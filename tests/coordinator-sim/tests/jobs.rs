@@ -344,3 +344,29 @@ fn wait_for_job_times_out_on_a_running_job() {
         .wait_for_job_finished(4242, Duration::from_millis(10))
         .is_none());
 }
+
+#[test]
+fn update_and_patch_before_the_job_is_handed_out_are_forbidden() {
+    let sim = start(Dialect::GitLab);
+    let id = sim
+        .enqueue_payload(fixture("sim-gitlab-basic.json"))
+        .unwrap();
+    let token = "3Jd9a0QkLw2ZpA";
+    assert_eq!(
+        update(&sim, id, json!({"token": token, "state": "success"})).status,
+        403
+    );
+    assert_eq!(patch(&sim, id, token, 0, b"early").status, 403);
+    assert_eq!(sim.job(id).unwrap().state, JobState::Pending);
+}
+
+#[test]
+fn empty_keep_alive_patch_is_accepted() {
+    let sim = start(Dialect::GitLab);
+    let (id, token) = running_job(&sim, Dialect::GitLab);
+    patch(&sim, id, &token, 0, b"abc");
+    let reply = patch(&sim, id, &token, 3, b"");
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.header("range"), Some("0-3"));
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
