@@ -372,20 +372,24 @@ fn apply_update(state: &mut State, id: u64, mut update: Update, body: &Value) ->
         record.failure_reason = update.failure_reason.clone();
         record.exit_code = update.exit_code;
     }
+    let job_state = record.state;
     record.updates.push(update);
     state.job_changed(id);
-    with_cancel_status(Response::json(200, &json!({})), cancel, dialect)
+    with_job_status(Response::json(200, &json!({})), cancel, dialect, job_state)
 }
 
-fn with_cancel_status(
+/// Adds `Job-Status`: the cancel spelling of the dialect, or (GitLab) the job's own state.
+fn with_job_status(
     response: Response,
     cancel: Option<CancelMode>,
     dialect: Dialect,
+    state: JobState,
 ) -> Response {
     let value = match (cancel, dialect) {
         (Some(CancelMode::JobStatusHeader), Dialect::AlloyCi) => "cancelled",
         (Some(CancelMode::JobStatusHeader), Dialect::GitLab) => "canceled",
         (Some(CancelMode::Canceling), _) => "canceling",
+        (_, Dialect::GitLab) => state.as_str(),
         _ => return response,
     };
     response.with_header("Job-Status", value)
@@ -495,7 +499,7 @@ fn append_trace(
     if let (Dialect::GitLab, Some(secs)) = (dialect, interval) {
         response = response.with_header("X-GitLab-Trace-Update-Interval", secs.to_string());
     }
-    with_cancel_status(response, cancel, dialect)
+    with_job_status(response, cancel, dialect, JobState::Running)
 }
 
 /// What is wrong with a patch's `Content-Range` given the stored size, if anything.

@@ -78,6 +78,7 @@ fn incremental_trace_and_success_are_recorded() {
     let first = patch(&sim, id, &token, 0, b"hello ");
     assert_eq!(first.status, 202);
     assert_eq!(first.header("range"), Some("0-6"));
+    assert_eq!(first.header("job-status"), Some("running"));
     let second = patch(&sim, id, &token, 6, b"world\n");
     assert_eq!(second.header("range"), Some("0-12"));
 
@@ -305,6 +306,7 @@ fn alloyci_patch_answers_constant_range_and_500_without_token() {
     assert_eq!(reply.status, 202);
     assert_eq!(reply.header("range"), Some("0-100"));
     assert!(reply.header("x-gitlab-trace-update-interval").is_none());
+    assert!(reply.header("job-status").is_none());
 
     // AlloyCI appends even when the range is off; the simulator still flags it.
     let off = patch(&sim, id, &token, 0, b"abc");
