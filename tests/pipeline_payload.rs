@@ -80,6 +80,9 @@ fn gitlab_payload_variables_hide_the_job_token() {
     assert_eq!(token["value"], "jobtoken123456");
     assert_eq!(token["public"], false);
     assert_eq!(token["masked"], true);
+    let repo = variable(&payload, "CI_REPOSITORY_URL");
+    assert_eq!(repo["public"], false);
+    assert_eq!(repo["masked"], false);
     assert_eq!(variable(&payload, "CI_JOB_ID")["value"], "42");
     assert_eq!(variable(&payload, "CI_PIPELINE_ID")["value"], "7");
     assert_eq!(variable(&payload, "CI_COMMIT_SHA")["value"], "a1b2c3");

@@ -122,7 +122,10 @@ impl PipelineJob {
         let alloy = ctx.dialect == Dialect::AlloyCi;
         let mut list: Vec<Value> = predefined_variables(self, ctx)
             .into_iter()
-            .map(|(key, value, public)| variable(&key, &value, public, !public, alloy))
+            .map(|(key, value, public)| {
+                let masked = key == "CI_JOB_TOKEN";
+                variable(&key, &value, public, masked, alloy)
+            })
             .collect();
         for (key, value) in &self.variables {
             list.push(variable(key, value, true, false, alloy));
@@ -150,7 +153,7 @@ impl PipelineJob {
 }
 
 /// `(key, value, public)` of the variables the coordinator itself defines; the non-public
-/// ones (job token, repository URL) are masked in the GitLab shape.
+/// ones are the job token and the repository URL; the GitLab shape masks the job token.
 fn predefined_variables(job: &PipelineJob, ctx: &PayloadContext) -> Vec<(String, String, bool)> {
     let alloy = ctx.dialect == Dialect::AlloyCi;
     let short = short_ref(&ctx.ref_name).to_string();

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,6 +77,13 @@ impl Response {
         Response::empty(status)
             .with_header("Content-Type", "application/json")
             .with_body(body)
+    }
+
+    /// A response whose JSON body is given as text (possibly not valid JSON, on purpose).
+    pub fn json_text(status: u16, body: String) -> Response {
+        Response::empty(status)
+            .with_header("Content-Type", "application/json")
+            .with_body(body.into_bytes())
     }
 
     /// A plain-text response (error explanations).
@@ -245,6 +252,43 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// An HTTP date (RFC 1123, always GMT): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn date(at: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Year, month (1-12) and day of the month of a count of days since 1970-01-01 (Howard
+/// Hinnant's civil-from-days algorithm, for dates after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
@@ -327,5 +371,18 @@ fn skip_trailers(reader: &mut impl BufRead) -> io::Result<()> {
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_http_dates() {
+        let at = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(date(at), "Sun, 06 Nov 1994 08:49:37 GMT");
+        let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
+        assert_eq!(date(leap), "Thu, 29 Feb 2024 00:00:00 GMT");
     }
 }

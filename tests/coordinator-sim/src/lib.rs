@@ -24,7 +24,7 @@ pub use alloy_runner::pipeline::Dialect;
 pub use pipeline_run::{PipelineRun, PipelineSource};
 pub use record::{crc32, JobRecord, JobState, Update};
 
-use state::Shared;
+use state::{Retry, Shared};
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct Options {
     pub trace_update_interval: Option<u64>,
     /// `runner_info.timeout` of pipeline jobs, in seconds (default 3600).
     pub job_timeout_secs: u64,
+    /// Answer artifact downloads with 302 to a simulated object storage, as GitLab may.
+    pub artifacts_redirect: bool,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             max_artifact_bytes: 100 * 1024 * 1024,
             trace_update_interval: None,
             job_timeout_secs: 3600,
+            artifacts_redirect: false,
         }
     }
 }
@@ -275,7 +278,20 @@ impl SimHandle {
     pub fn throttle_next(&self, endpoint: Endpoint, count: u32, retry_after_secs: u64) {
         self.shared
             .lock()
-            .add_fault(endpoint, count, 429, Some(retry_after_secs));
+            .add_fault(endpoint, count, 429, Some(Retry::After(retry_after_secs)));
+    }
+
+    /// The next `count` requests to `endpoint` answer 429 with `RateLimit-ResetTime` set
+    /// `reset_in_secs` seconds ahead (an HTTP date) and no `Retry-After`.
+    pub fn throttle_next_until_reset(&self, endpoint: Endpoint, count: u32, reset_in_secs: u64) {
+        let retry = Some(Retry::ResetIn(reset_in_secs));
+        self.shared.lock().add_fault(endpoint, count, 429, retry);
+    }
+
+    /// Queues a job whose body is sent as is with 201, for the case of a coordinator that
+    /// marked a job running but sent a body the runner cannot parse. Returns the job id.
+    pub fn enqueue_raw_payload(&self, body: &str) -> u64 {
+        self.shared.lock().enqueue_raw(body)
     }
 
     /// The next trace PATCH of the job answers 416 with the real size.

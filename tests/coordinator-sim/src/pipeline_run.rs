@@ -156,6 +156,7 @@ impl State {
             let entry = JobEntry {
                 token: self.token(20),
                 payload: None,
+                raw_body: None,
                 record: JobRecord::new(id, job.name.clone()),
                 tags: job.tags.clone(),
                 artifacts_declared: job.artifacts.is_some(),

@@ -6,8 +6,10 @@ use serde_json::{json, Value};
 mod artifacts;
 mod jobs;
 
-use crate::http::{Request, Response};
-use crate::state::Shared;
+use std::time::{Duration, SystemTime};
+
+use crate::http::{self, Request, Response};
+use crate::state::{Retry, Shared};
 use crate::{Dialect, Endpoint};
 
 /// Largest JSON body read (a final PUT carries the whole trace).
@@ -15,6 +17,9 @@ const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Routes one request, applying checks and injected faults.
 pub(crate) fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
+    if let Some(id) = storage_object(&req.method, &req.path) {
+        return artifacts::storage(shared, id);
+    }
     let Some((endpoint, job_id)) = route(&req.method, &req.path) else {
         let what = format!("unexpected request {} {}", req.method, req.path);
         shared.lock().violation(what);
@@ -23,8 +28,15 @@ pub(crate) fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
     common_checks(shared, req);
     if let Some(fault) = shared.lock().take_fault(endpoint) {
         let mut response = Response::text(fault.status, "injected fault");
-        if let Some(secs) = fault.retry_after {
-            response = response.with_header("Retry-After", secs.to_string());
+        match fault.retry {
+            Some(Retry::After(secs)) => {
+                response = response.with_header("Retry-After", secs.to_string());
+            }
+            Some(Retry::ResetIn(secs)) => {
+                let at = SystemTime::now() + Duration::from_secs(secs);
+                response = response.with_header("RateLimit-ResetTime", http::date(at));
+            }
+            None => {}
         }
         return response;
     }
@@ -62,6 +74,12 @@ fn route(method: &str, path: &str) -> Option<(Endpoint, u64)> {
         _ => return None,
     };
     Some((endpoint, 0))
+}
+
+/// The job id of a `GET /storage/artifacts/:id` request.
+fn storage_object(method: &str, path: &str) -> Option<u64> {
+    let id = path.strip_prefix("/storage/artifacts/")?;
+    (method == "GET").then(|| id.parse().ok()).flatten()
 }
 
 fn common_checks(shared: &Shared, req: &Request<'_>) {

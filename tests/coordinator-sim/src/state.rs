@@ -83,6 +83,8 @@ pub(crate) struct JobEntry {
     pub token: String,
     /// `None` until a pipeline stage opens and the payload is built.
     pub payload: Option<Value>,
+    /// A body sent as is instead of `payload` (a job the runner cannot parse).
+    pub raw_body: Option<String>,
     pub record: JobRecord,
     pub tags: Vec<String>,
     pub artifacts_declared: bool,
@@ -97,13 +99,22 @@ struct Fault {
     endpoint: Endpoint,
     remaining: u32,
     status: u16,
-    retry_after: Option<u64>,
+    retry: Option<Retry>,
 }
 
-/// An injected answer: status and an optional `Retry-After`.
+/// When a throttled runner may come back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Retry {
+    /// `Retry-After: <seconds>`.
+    After(u64),
+    /// `RateLimit-ResetTime: <HTTP date that many seconds from now>`.
+    ResetIn(u64),
+}
+
+/// An injected answer: status and an optional retry hint.
 pub(crate) struct FaultAnswer {
     pub status: u16,
-    pub retry_after: Option<u64>,
+    pub retry: Option<Retry>,
 }
 
 pub(crate) struct State {
@@ -211,6 +222,7 @@ impl State {
             tags: Vec::new(),
             artifacts_declared: declares_artifacts(&payload),
             payload: Some(payload),
+            raw_body: None,
             record: JobRecord::new(id, name),
             cancel: None,
             accept_next_put: false,
@@ -227,8 +239,9 @@ impl State {
         self.last_update += 1;
     }
 
-    /// Takes the first queued job this runner may run and marks it running.
-    pub fn take_job(&mut self, runner_tags: &[String], run_untagged: bool) -> Option<Value> {
+    /// Takes the first queued job this runner may run, marks it running and returns the body
+    /// to send.
+    pub fn take_job(&mut self, runner_tags: &[String], run_untagged: bool) -> Option<String> {
         let position = self.queue.iter().position(|id| {
             self.jobs.get(id).is_some_and(|job| {
                 let tagged_ok = job.tags.iter().all(|t| runner_tags.contains(t));
@@ -239,7 +252,30 @@ impl State {
         self.last_update += 1;
         let job = self.jobs.get_mut(&id)?;
         job.record.state = JobState::Running;
-        job.payload.clone()
+        match &job.raw_body {
+            Some(raw) => Some(raw.clone()),
+            None => job.payload.as_ref().map(Value::to_string),
+        }
+    }
+
+    /// Queues a body that is sent as is, for a job payload the runner cannot parse.
+    pub fn enqueue_raw(&mut self, body: &str) -> u64 {
+        let id = self.new_job_id();
+        let entry = JobEntry {
+            token: String::new(),
+            payload: None,
+            raw_body: Some(body.to_string()),
+            record: JobRecord::new(id, "unparsable".into()),
+            tags: Vec::new(),
+            artifacts_declared: false,
+            cancel: None,
+            accept_next_put: false,
+            reject_next_range: false,
+            run: None,
+        };
+        self.jobs.insert(id, entry);
+        self.push_queue(id);
+        id
     }
 
     pub fn record(&self, id: u64) -> Option<JobRecord> {
@@ -286,12 +322,12 @@ impl State {
         }
     }
 
-    pub fn add_fault(&mut self, endpoint: Endpoint, count: u32, status: u16, retry: Option<u64>) {
+    pub fn add_fault(&mut self, endpoint: Endpoint, count: u32, status: u16, retry: Option<Retry>) {
         let fault = Fault {
             endpoint,
             remaining: count,
             status,
-            retry_after: retry,
+            retry,
         };
         self.faults.push(fault);
     }
@@ -305,7 +341,7 @@ impl State {
         fault.remaining -= 1;
         let answer = FaultAnswer {
             status: fault.status,
-            retry_after: fault.retry_after,
+            retry: fault.retry,
         };
         self.faults.retain(|f| f.remaining > 0);
         Some(answer)

@@ -164,3 +164,33 @@ fn chunked_upload_is_stored_whole() {
     // The connection stays usable for the next request.
     assert_eq!(request_job(&sim).status, 204);
 }
+
+#[test]
+fn redirected_download_serves_the_file_from_object_storage() {
+    let sim = start_with(Options {
+        artifacts_redirect: true,
+        ..options()
+    });
+    let (id, token) = running_fixture(&sim, "sim-gitlab-basic.json");
+    upload(&sim, id, &token, "out.zip", b"PK-redirected");
+
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let url = format!("{}/api/v4/jobs/{id}/artifacts", sim.url());
+    let reply = agent
+        .get(&url)
+        .set("User-Agent", USER_AGENT)
+        .set("JOB-TOKEN", &token)
+        .call();
+    let response = match reply {
+        Err(ureq::Error::Status(302, response)) => response,
+        Ok(response) if response.status() == 302 => response,
+        other => panic!("expected 302, got {other:?}"),
+    };
+    let location = response.header("location").unwrap().to_string();
+    assert_eq!(location, format!("{}/storage/artifacts/{id}", sim.url()));
+
+    let mut body = Vec::new();
+    let stored = ureq::get(&location).call().unwrap();
+    std::io::Read::read_to_end(&mut stored.into_reader(), &mut body).unwrap();
+    assert_eq!(body, b"PK-redirected");
+}

@@ -162,3 +162,25 @@ fn cancelled_queued_job_is_never_handed_out() {
     sim.cancel_job(id, CancelMode::JobStatusHeader);
     assert_eq!(request_job(&sim).status, 204);
 }
+
+#[test]
+fn throttle_until_reset_sends_an_http_date() {
+    let sim = start(Dialect::GitLab);
+    sim.throttle_next_until_reset(Endpoint::RequestJob, 1, 30);
+    let reply = request_job(&sim);
+    assert_eq!(reply.status, 429);
+    assert!(reply.header("retry-after").is_none());
+    let reset = reply.header("ratelimit-resettime").unwrap();
+    assert!(reset.ends_with(" GMT") && reset.len() == 29, "{reset}");
+}
+
+#[test]
+fn raw_payload_is_sent_as_is_and_marks_the_job_running() {
+    let sim = start(Dialect::GitLab);
+    let id = sim.enqueue_raw_payload(r#"{"id": "not a number", "#);
+    let reply = request_job(&sim);
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.body, br#"{"id": "not a number", "#);
+    assert_eq!(sim.job(id).unwrap().state, JobState::Running);
+}

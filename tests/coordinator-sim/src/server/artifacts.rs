@@ -95,8 +95,30 @@ pub(super) fn download(shared: &Shared, req: &mut Request<'_>, id: u64) -> Respo
     else {
         return Response::text(404, "no artifacts");
     };
+    if shared.options.artifacts_redirect {
+        let location = format!("{}/storage/artifacts/{id}", state.server_url);
+        return Response::empty(302).with_header("Location", location);
+    }
     drop(state);
-    match std::fs::read(&path) {
+    serve_file(&path)
+}
+
+/// `GET /storage/artifacts/:id`: the object-storage side of a redirected download (no token,
+/// as a pre-signed URL needs none).
+pub(super) fn storage(shared: &Shared, id: u64) -> Response {
+    let path = shared
+        .lock()
+        .jobs
+        .get(&id)
+        .and_then(|job| job.record.artifacts.clone());
+    match path {
+        Some(path) => serve_file(&path),
+        None => Response::text(404, "no such object"),
+    }
+}
+
+fn serve_file(path: &std::path::Path) -> Response {
+    match std::fs::read(path) {
         Ok(bytes) => {
             let mut response = Response::empty(200).with_header("Content-Type", "application/zip");
             response.body = bytes;

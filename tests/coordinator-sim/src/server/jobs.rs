@@ -45,7 +45,7 @@ pub(super) fn request_job(shared: &Shared, req: &mut Request<'_>) -> Response {
     let job = state.take_job(&tags, run_untagged);
     let last_update = state.last_update.to_string();
     let response = match job {
-        Some(payload) => Response::json(201, &payload),
+        Some(body) => Response::json_text(201, body),
         None => Response::empty(204),
     };
     response.with_header("X-GitLab-Last-Update", last_update)
