@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use alloy_runner::pipeline::Dialect;
 pub use pipeline_run::{PipelineRun, PipelineSource};
-pub use record::{crc32, JobRecord, JobState, Update};
+pub use record::{crc32, JobRecord, JobState, RegisteredRunner, Update};
 
 use state::{Retry, Shared};
 
@@ -64,7 +64,7 @@ impl Default for Options {
 }
 
 /// A runner API endpoint, for fault injection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Register,
     Verify,
@@ -228,8 +228,36 @@ impl SimHandle {
     }
 
     /// Registers a runner token directly, as if `POST /runners` had returned it.
-    pub fn add_runner(&self, token: &str) {
-        self.shared.lock().add_runner(token, Vec::new(), true);
+    pub fn add_runner(&self, token: &str) -> u64 {
+        let runner = RegisteredRunner {
+            id: 0,
+            description: String::new(),
+            tags: Vec::new(),
+            run_untagged: true,
+            locked: false,
+            info: serde_json::Value::Null,
+        };
+        self.shared.lock().add_runner(token, runner)
+    }
+
+    /// The runners that are registered now (unregistered ones are gone), without tokens.
+    pub fn runners(&self) -> Vec<RegisteredRunner> {
+        self.shared
+            .lock()
+            .runners
+            .iter()
+            .map(|r| r.public.clone())
+            .collect()
+    }
+
+    /// How many requests reached the endpoint so far, faulted ones included.
+    pub fn requests(&self, endpoint: Endpoint) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A copy of the job's record.

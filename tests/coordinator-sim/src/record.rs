@@ -113,6 +113,18 @@ impl JobRecord {
     }
 }
 
+/// A runner as registered through `POST /runners` (or added by the test, with empty fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredRunner {
+    pub id: u64,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub run_untagged: bool,
+    pub locked: bool,
+    /// The `info` object as sent (`Null` when absent).
+    pub info: serde_json::Value,
+}
+
 /// CRC-32 (IEEE), as GitLab compares it with the runner's `output.checksum`.
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;

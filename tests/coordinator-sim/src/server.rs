@@ -9,6 +9,7 @@ mod jobs;
 use std::time::{Duration, SystemTime};
 
 use crate::http::{self, Request, Response};
+use crate::record::RegisteredRunner;
 use crate::state::{Retry, Shared};
 use crate::{Dialect, Endpoint};
 
@@ -26,6 +27,7 @@ pub(crate) fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
         return Response::text(404, "not found");
     };
     common_checks(shared, req);
+    shared.lock().count(endpoint);
     if let Some(fault) = shared.lock().take_fault(endpoint) {
         let mut response = Response::text(fault.status, "injected fault");
         match fault.retry {
@@ -143,11 +145,17 @@ fn register(shared: &Shared, req: &mut Request<'_>) -> Response {
         return Response::text(500, "internal server error");
     }
 
-    let tags = tag_list(&body["tag_list"]);
-    let run_untagged = body["run_untagged"].as_bool().unwrap_or(true);
+    let runner = RegisteredRunner {
+        id: 0,
+        description: body["description"].as_str().unwrap_or("").to_string(),
+        tags: tag_list(&body["tag_list"]),
+        run_untagged: body["run_untagged"].as_bool().unwrap_or(true),
+        locked: body["locked"].as_bool().unwrap_or(false),
+        info: body["info"].clone(),
+    };
     let mut state = shared.lock();
     let token = state.token(if dialect == Dialect::AlloyCi { 14 } else { 20 });
-    let id = state.add_runner(&token, tags, run_untagged);
+    let id = state.add_runner(&token, runner);
     Response::json(201, &json!({"id": id, "token": token}))
 }
 
@@ -177,7 +185,7 @@ fn verify(shared: &Shared, req: &mut Request<'_>) -> Response {
     };
     let state = shared.lock();
     match body_token(&body).and_then(|token| state.runner(token)) {
-        Some(runner) => Response::json(200, &json!({"id": runner.id})),
+        Some(runner) => Response::json(200, &json!({"id": runner.public.id})),
         None => Response::text(403, "forbidden"),
     }
 }

@@ -1,6 +1,6 @@
 //! The simulator's state: runners, jobs and their records, the queue, faults, violations.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::pipeline_run::RunState;
-use crate::record::{JobRecord, JobState};
+use crate::record::{JobRecord, JobState, RegisteredRunner};
 use crate::{CancelMode, Dialect, Endpoint, Options, SimError};
 
 /// State shared by the server threads and the handle.
@@ -73,10 +73,8 @@ fn seed() -> u64 {
 }
 
 pub(crate) struct Runner {
-    pub id: u64,
     pub token: String,
-    pub tags: Vec<String>,
-    pub run_untagged: bool,
+    pub public: RegisteredRunner,
 }
 
 pub(crate) struct JobEntry {
@@ -129,6 +127,8 @@ pub(crate) struct State {
     pub subscribers: Vec<mpsc::Sender<JobRecord>>,
     /// Bumped whenever the queue changes; sent as `X-GitLab-Last-Update`.
     pub last_update: u64,
+    /// Requests received per endpoint, faulted ones included.
+    pub requests: HashMap<Endpoint, usize>,
     faults: Vec<Fault>,
     next_job_id: u64,
     next_runner_id: u64,
@@ -148,6 +148,7 @@ impl State {
             violations: Vec::new(),
             subscribers: Vec::new(),
             last_update: 1,
+            requests: HashMap::new(),
             faults: Vec::new(),
             next_job_id: 1,
             next_runner_id: 1,
@@ -173,16 +174,21 @@ impl State {
         self.violations.push(text);
     }
 
-    pub fn add_runner(&mut self, token: &str, tags: Vec<String>, run_untagged: bool) -> u64 {
-        let id = self.next_runner_id;
+    /// Adds a runner; its `id` is assigned here. Returns the id.
+    pub fn add_runner(&mut self, token: &str, mut runner: RegisteredRunner) -> u64 {
+        runner.id = self.next_runner_id;
         self.next_runner_id += 1;
+        let id = runner.id;
         self.runners.push(Runner {
-            id,
             token: token.to_string(),
-            tags,
-            run_untagged,
+            public: runner,
         });
         id
+    }
+
+    /// Counts a request to the endpoint.
+    pub fn count(&mut self, endpoint: Endpoint) {
+        *self.requests.entry(endpoint).or_insert(0) += 1;
     }
 
     pub fn runner(&self, token: &str) -> Option<&Runner> {

@@ -31,6 +31,8 @@ fn next_requests_fail_then_the_endpoint_recovers() {
     // The faulted requests took nothing from the queue.
     assert_eq!(sim.queued(), 1);
     assert_eq!(request_job(&sim).status, 201);
+    assert_eq!(sim.requests(Endpoint::RequestJob), 3);
+    assert_eq!(sim.requests(Endpoint::UpdateJob), 0);
 }
 
 #[test]

@@ -24,6 +24,14 @@ fn gitlab_register_returns_a_runner_token_that_verifies() {
     let verify = send_json(&sim, "POST", "runners/verify", &json!({"token": token}));
     assert_eq!(verify.status, 200);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+
+    // The registration is recorded as sent (the test's own runner comes first).
+    let runners = sim.runners();
+    assert_eq!(runners.len(), 2);
+    assert_eq!(runners[1].description, "test runner");
+    assert_eq!(runners[1].tags, ["k8s", "linux"]);
+    assert!(runners[1].run_untagged);
+    assert_eq!(runners[1].info["executor"], "kubernetes");
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub(super) fn request_job(shared: &Shared, req: &mut Request<'_>) -> Response {
     let Some(runner) = body_token(&body).and_then(|token| state.runner(token)) else {
         return bad_runner_token(state.dialect);
     };
-    let (tags, run_untagged) = (runner.tags.clone(), runner.run_untagged);
+    let (tags, run_untagged) = (runner.public.tags.clone(), runner.public.run_untagged);
     if !body["info"].is_object() {
         state.violation("POST /api/v4/jobs/request: no `info` object".into());
     }
