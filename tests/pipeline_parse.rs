@@ -278,3 +278,32 @@ fn only_and_except_select_jobs_per_ref() {
         ["always", "branches", "features", "not main"]
     );
 }
+
+#[test]
+fn variable_numbers_and_booleans_become_strings_in_file_order() {
+    let parsed = pipeline::parse(
+        r#"{"variables": {"Z": 3, "A": true, "M": "x"},
+            "image": {"name": "ruby:3", "entrypoint": ["/bin/sh", "-c"]},
+            "j": {"script": ["s"]}}"#,
+    )
+    .unwrap();
+    let job = &parsed.jobs[0];
+    let pairs: Vec<(&str, &str)> = job
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(pairs, [("Z", "3"), ("A", "true"), ("M", "x")]);
+    let image = job.image.as_ref().unwrap();
+    assert_eq!(image.name, "ruby:3");
+    assert_eq!(image.entrypoint, ["/bin/sh", "-c"]);
+}
+
+#[test]
+fn image_object_without_name_is_an_error() {
+    let message = error_of(r#"{"j": {"script": ["s"], "image": {"entrypoint": ["x"]}}}"#);
+    assert_eq!(
+        message,
+        "job `j`, `image`: `name` is missing; it takes an image name"
+    );
+}

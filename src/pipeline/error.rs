@@ -26,6 +26,12 @@ pub enum PipelineError {
         job: String,
         hint: Option<&'static str>,
     },
+    /// A required key inside an object (an image's `name`).
+    MissingKey {
+        at: String,
+        key: &'static str,
+        expected: &'static str,
+    },
     /// A value of the wrong JSON type.
     WrongType {
         at: String,
@@ -103,6 +109,9 @@ impl fmt::Display for PipelineError {
                     )?;
                 }
                 Ok(())
+            }
+            PipelineError::MissingKey { at, key, expected } => {
+                write!(f, "{at}: `{key}` is missing; it takes {expected}")
             }
             PipelineError::WrongType {
                 at,

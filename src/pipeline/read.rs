@@ -171,7 +171,12 @@ pub(super) fn image_object(
     let at = format!("{at}, `{key}`");
     check_keys(&at, entries, accepted)?;
     let Some(name) = lookup(entries, "name") else {
-        return Err(invalid(&at, "name", "(missing)", "an image name"));
+        let expected = "an image name";
+        return Err(PipelineError::MissingKey {
+            at,
+            key: "name",
+            expected,
+        });
     };
     let mut spec = ImageSpec {
         name: string(&at, "name", name)?,

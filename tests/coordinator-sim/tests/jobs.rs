@@ -372,3 +372,15 @@ fn empty_keep_alive_patch_is_accepted() {
     assert_eq!(reply.header("range"), Some("0-3"));
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
+
+#[test]
+fn patch_over_one_mebibyte_is_a_violation() {
+    let sim = start(Dialect::GitLab);
+    let (id, token) = running_job(&sim, Dialect::GitLab);
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    assert_eq!(patch(&sim, id, &token, 0, &big).status, 202);
+    assert_eq!(
+        sim.violations(),
+        [format!("PATCH trace {id}: 1048577 bytes in one patch")]
+    );
+}
