@@ -339,6 +339,7 @@ impl SimHandle {
     /// Cancels the job; the runner learns it on its next PATCH or PUT.
     pub fn cancel_job(&self, id: u64, mode: CancelMode) {
         self.shared.lock().cancel(id, mode);
+        self.shared.notify();
     }
 
     /// Number of job ids waiting to be handed out.

@@ -20,7 +20,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    /// Whether the job will not change any more (cancelled counts once the runner reported).
+    /// Whether the state is final on its own (a cancelled job also waits for the runner's
+    /// final report, see [`JobRecord::is_done`]).
     pub fn is_finished(self) -> bool {
         matches!(
             self,
