@@ -97,7 +97,8 @@ fn common_checks(shared: &Shared, req: &Request<'_>) {
     }
 }
 
-/// Reads a JSON body, recording a violation for a wrong content type.
+/// Reads a JSON body, recording a violation for a wrong content type or a token that is not
+/// in the body (every JSON call of the API carries one there).
 pub(super) fn json_body(shared: &Shared, req: &mut Request<'_>) -> Result<Value, Response> {
     let what = format!("{} {}", req.method, req.path);
     let content_type = req.header("content-type").unwrap_or("").to_string();
@@ -105,15 +106,24 @@ pub(super) fn json_body(shared: &Shared, req: &mut Request<'_>) -> Result<Value,
         let text = format!("{what}: Content-Type is `{content_type}`, not application/json");
         shared.lock().violation(text);
     }
-    let body = req
+    let bytes = req
         .read_body(MAX_JSON_BYTES)
         .map_err(|_| Response::text(413, "too large"))?;
-    serde_json::from_slice(&body).map_err(|err| {
+    let body: Value = serde_json::from_slice(&bytes).map_err(|err| {
         shared
             .lock()
             .violation(format!("{what}: body is not JSON: {err}"));
         Response::text(400, "body is not JSON")
-    })
+    })?;
+
+    if body_token(&body).is_none() {
+        let text = match req.header("job-token") {
+            Some(_) => format!("{what}: token in the JOB-TOKEN header, not the body"),
+            None => format!("{what}: no `token` in the body"),
+        };
+        shared.lock().violation(text);
+    }
+    Ok(body)
 }
 
 pub(super) fn body_token(body: &Value) -> Option<&str> {

@@ -213,7 +213,7 @@ fn put_checks_the_job_token_in_the_body() {
     assert_eq!(reply.status, 403);
     assert_eq!(
         sim.violations(),
-        ["PUT job 1234: job token in JOB-TOKEN header, not the body"]
+        ["PUT /api/v4/jobs/1234: token in the JOB-TOKEN header, not the body"]
     );
     assert_eq!(
         update(&sim, 999, json!({"token": token, "state": "running"})).status,

@@ -112,6 +112,17 @@ fn unregistered_runner_no_longer_verifies_or_gets_jobs() {
 }
 
 #[test]
+fn runner_token_outside_the_body_is_a_violation() {
+    let sim = start(Dialect::GitLab);
+    let reply = send_json(&sim, "POST", "jobs/request", &json!({"info": {}}));
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        sim.violations(),
+        ["POST /api/v4/jobs/request: no `token` in the body"]
+    );
+}
+
+#[test]
 fn missing_user_agent_is_a_violation() {
     let sim = start(Dialect::GitLab);
     let url = format!("{}/api/v4/runners/verify", sim.url());
