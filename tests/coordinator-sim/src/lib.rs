@@ -101,6 +101,8 @@ pub enum SimError {
     Pipeline(alloy_runner::pipeline::PipelineError),
     /// A fixture payload is not a JSON object.
     Payload(String),
+    /// `Options::addr` is not a loopback address: the simulator serves this machine only.
+    NotLoopback(SocketAddr),
 }
 
 impl fmt::Display for SimError {
@@ -112,6 +114,12 @@ impl fmt::Display for SimError {
             }
             SimError::Pipeline(err) => write!(f, "pipeline: {err}"),
             SimError::Payload(detail) => write!(f, "job payload: {detail}"),
+            SimError::NotLoopback(addr) => {
+                write!(
+                    f,
+                    "listen address {addr}: only loopback addresses are served"
+                )
+            }
         }
     }
 }
@@ -136,6 +144,9 @@ impl Sim {
             let what = what.to_string();
             move |source| SimError::Io { what, source }
         };
+        if !options.addr.ip().is_loopback() {
+            return Err(SimError::NotLoopback(options.addr));
+        }
         let listener = TcpListener::bind(options.addr).map_err(io("bind"))?;
         let addr = listener.local_addr().map_err(io("bind"))?;
         let (data_dir, owns_data_dir) = match &options.data_dir {

@@ -150,3 +150,16 @@ fn unknown_paths_are_404_and_violations() {
         ["unexpected request POST /ci/api/v4/jobs/request"]
     );
 }
+
+#[test]
+fn start_refuses_a_non_loopback_address() {
+    let options = coordinator_sim::Options {
+        addr: "0.0.0.0:0".parse().unwrap(),
+        ..options()
+    };
+    let err = coordinator_sim::Sim::start(options).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "listen address 0.0.0.0:0: only loopback addresses are served"
+    );
+}
