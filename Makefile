@@ -48,5 +48,8 @@ static: ## fully static release binary; fails unless file and ldd agree it is st
 fmt: ## format the code
 	$(CARGO) fmt --all
 
+coordinator-sim: ## serve the coordinator simulator in the foreground (ARGS="--dialect gitlab --pipeline F --repo D")
+	$(CARGO) run -q -p coordinator-sim -- $(ARGS)
+
 clean: ## remove build output
 	$(CARGO) clean

@@ -2,6 +2,7 @@
 //! `pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandError>` and
 //! parses the arguments left after the command name itself.
 
+pub mod helper;
 pub mod list;
 pub mod register;
 pub mod unregister;
@@ -51,6 +52,11 @@ pub const COMMANDS: &[Command] = &[
         name: "list",
         summary: "check config.toml and print its runners (never their tokens)",
         run: list::run,
+    },
+    Command {
+        name: "helper",
+        summary: "verbs run inside the job's helper container (archive, extract, artifacts)",
+        run: helper::run,
     },
 ];
 
@@ -223,7 +229,7 @@ mod tests {
         assert_eq!(error.exit_code(), 2);
         assert_eq!(
             error.to_string(),
-            "unknown command \"lsit\" (known commands: register, verify, unregister, list)"
+            "unknown command \"lsit\" (known commands: register, verify, unregister, list, helper)"
         );
     }
 
