@@ -6,7 +6,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::RunnerConfig;
-use crate::coordinator::client::{CancelState, Client as Coordinator, FailureReason, JobRequest};
+use crate::coordinator::client::{CancelState, Client as Coordinator, FailureReason};
+use crate::coordinator::poller::Poller;
 use crate::coordinator::job::Job;
 use crate::coordinator::trace_sender::{
     CancelWatch, JobResult, TraceOptions, TraceSender, TraceSource,
@@ -19,12 +20,6 @@ use crate::kube::{Client as Kube, KubeError};
 use crate::secret::Secret;
 use crate::trace::{Spool, TraceWriter};
 
-/// Unhealthy answers in a row (bad token) after which a runner entry pauses.
-const UNHEALTHY_LIMIT: u32 = 3;
-
-/// How long a runner entry pauses after [`UNHEALTHY_LIMIT`] unhealthy answers.
-const UNHEALTHY_PAUSE: Duration = Duration::from_secs(3600);
-
 /// A failure that stops a runner entry from taking jobs.
 #[derive(Debug)]
 pub enum ServiceError {
@@ -34,8 +29,6 @@ pub enum ServiceError {
     Coordinator { runner: String, source: CoordinatorError },
     /// No Kubernetes credentials could be set up.
     Kubernetes { runner: String, source: KubeError },
-    /// The coordinator refused the runner token.
-    Unhealthy { runner: String, status: u16 },
 }
 
 impl std::fmt::Display for ServiceError {
@@ -50,11 +43,6 @@ impl std::fmt::Display for ServiceError {
             ServiceError::Kubernetes { runner, source } => {
                 write!(f, "runner {runner:?}: kubernetes credentials: {source}")
             }
-            ServiceError::Unhealthy { runner, status } => write!(
-                f,
-                "runner {runner:?}: the coordinator refused the runner token (HTTP {status}); \
-                 was the runner deleted? register it again"
-            ),
         }
     }
 }
@@ -89,25 +77,9 @@ impl Runner {
         Ok(Runner { config, coordinator, kube, token })
     }
 
-    /// Asks the coordinator for one job.
-    pub fn request(&self) -> Result<JobRequest, CoordinatorError> {
-        self.coordinator.request_job(&self.token)
-    }
-
-    /// Fails a job whose payload could not be decoded, so it is not left running.
-    pub fn fail_unparseable(&self, id: Option<u64>, token: Option<Secret>, message: &str) {
-        let (Some(id), Some(token)) = (id, token) else {
-            log::error!(
-                "runner {:?}: the coordinator sent a job that cannot be read and names no \
-                 id or token; it cannot be failed: {message}",
-                self.config.name
-            );
-            return;
-        };
-        log::error!("runner {:?}: job {id} cannot be run: {message}", self.config.name);
-        if let Err(err) = self.coordinator.fail_unparseable(id, &token, message) {
-            log::error!("job {id}: reporting the failure failed: {err}");
-        }
+    /// A poller that asks the coordinator for this entry's jobs every `check_interval`.
+    pub fn poller(&self, check_interval: Duration) -> Poller {
+        Poller::new(self.coordinator.clone(), &self.config.name, self.token.clone(), check_interval)
     }
 
     /// Runs `job` to its end and reports its result; returns the outcome.
@@ -143,7 +115,10 @@ impl Runner {
 
     fn report_without_trace(&self, job: &Job, err: std::io::Error) -> JobOutcome {
         let message = format!("the runner cannot keep the job's log: {err}");
-        self.fail_unparseable(Some(job.id), Some(job.token.clone()), &message);
+        log::error!("job {}: {message}", job.id);
+        if let Err(err) = self.coordinator.fail_unparseable(job.id, &job.token, &message) {
+            log::error!("job {}: reporting the failure failed: {err}", job.id);
+        }
         JobOutcome::Failed { kind: FailureKind::System, exit_code: None, message }
     }
 }
@@ -254,30 +229,6 @@ pub fn sleep_unless(shutdown: &AtomicBool, duration: Duration) {
     }
 }
 
-/// Counts unhealthy answers in a row and says when to pause.
-#[derive(Default)]
-pub struct Health {
-    unhealthy_in_row: u32,
-}
-
-impl Health {
-    /// Records a healthy answer.
-    pub fn ok(&mut self) {
-        self.unhealthy_in_row = 0;
-    }
-
-    /// Records an unhealthy answer; returns the pause to take, if it is time for one.
-    pub fn unhealthy(&mut self) -> Option<Duration> {
-        self.unhealthy_in_row += 1;
-        if self.unhealthy_in_row >= UNHEALTHY_LIMIT {
-            self.unhealthy_in_row = 0;
-            Some(UNHEALTHY_PAUSE)
-        } else {
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,16 +241,6 @@ mod tests {
         assert_eq!(slots.try_take(), None);
         slots.give_back(0);
         assert_eq!(slots.try_take(), Some(0));
-    }
-
-    #[test]
-    fn three_unhealthy_answers_in_a_row_pause_the_runner() {
-        let mut health = Health::default();
-        assert_eq!(health.unhealthy(), None);
-        health.ok();
-        assert_eq!(health.unhealthy(), None);
-        assert_eq!(health.unhealthy(), None);
-        assert_eq!(health.unhealthy(), Some(UNHEALTHY_PAUSE));
     }
 
     #[test]

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use crate::commands::{load_config, no_more_args, CommandError, Globals};
 use crate::config::Config;
-use crate::coordinator::client::JobRequest;
 use crate::coordinator::job::Job;
-use crate::service::{sleep_unless, Health, Runner, Slots};
+use crate::service::{sleep_unless, Runner, Slots};
 use crate::signals;
 
 const USAGE: &str = "\
@@ -20,10 +19,6 @@ Takes jobs for every runner of config.toml and runs each in its own pod, until S
 SIGINT (a second signal ends the runner at once). Jobs in flight are then cancelled and their
 pods deleted.
 ";
-
-/// Pause after a coordinator error before asking again (grows up to [`MAX_ERROR_PAUSE`]).
-const MIN_ERROR_PAUSE: Duration = Duration::from_millis(100);
-const MAX_ERROR_PAUSE: Duration = Duration::from_secs(60);
 
 /// Runs the `run` command.
 pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandError> {
@@ -68,8 +63,7 @@ pub fn setup_runners(config: &Config) -> Result<Vec<Runner>, CommandError> {
 fn poll_loop(runner: &Runner, slots: &Slots, interval: Duration) {
     let shutdown = signals::shutdown_flag();
     let running = AtomicU32::new(0);
-    let mut health = Health::default();
-    let mut error_pause = MIN_ERROR_PAUSE;
+    let mut poller = runner.poller(interval);
     std::thread::scope(|scope| {
         while !shutdown.load(Ordering::SeqCst) {
             if at_limit(runner, &running) {
@@ -80,59 +74,25 @@ fn poll_loop(runner: &Runner, slots: &Slots, interval: Duration) {
                 slots.wait_for_free(interval);
                 continue;
             };
-            match runner.request() {
-                Ok(JobRequest::Job(job)) => {
-                    health.ok();
-                    error_pause = MIN_ERROR_PAUSE;
-                    running.fetch_add(1, Ordering::SeqCst);
-                    let running = &running;
-                    scope.spawn(move || {
-                        run_one(runner, &job, slot);
-                        slots.give_back(slot);
-                        running.fetch_sub(1, Ordering::SeqCst);
-                    });
-                    continue;
-                }
-                Ok(other) => {
-                    slots.give_back(slot);
-                    handle_no_job(runner, other, &mut health, interval);
-                }
-                Err(err) => {
-                    slots.give_back(slot);
-                    log::warn!("runner {:?}: asking for a job failed: {err}", runner.config.name);
-                    sleep_unless(shutdown, error_pause.max(err.retry_after().unwrap_or_default()));
-                    error_pause = (error_pause * 2).min(MAX_ERROR_PAUSE);
-                }
-            }
+            let poll = poller.poll();
+            let Some(job) = poll.job else {
+                slots.give_back(slot);
+                sleep_unless(shutdown, poll.next_poll_in);
+                continue;
+            };
+            running.fetch_add(1, Ordering::SeqCst);
+            let running = &running;
+            scope.spawn(move || {
+                run_one(runner, &job, slot);
+                slots.give_back(slot);
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
 }
 
 fn at_limit(runner: &Runner, running: &AtomicU32) -> bool {
     runner.config.limit > 0 && running.load(Ordering::SeqCst) >= runner.config.limit
-}
-
-/// Handles every answer but a job: waits, fails an unreadable job, or counts an unhealthy one.
-pub fn handle_no_job(runner: &Runner, answer: JobRequest, health: &mut Health, interval: Duration) {
-    let shutdown = signals::shutdown_flag();
-    match answer {
-        JobRequest::Job(_) | JobRequest::NoJob => {
-            health.ok();
-            sleep_unless(shutdown, interval);
-        }
-        JobRequest::Unparseable { id, token, message } => {
-            health.ok();
-            runner.fail_unparseable(id, token, &message);
-        }
-        JobRequest::Unhealthy { status } => {
-            log::error!(
-                "runner {:?}: the coordinator refused the runner token (HTTP {status})",
-                runner.config.name
-            );
-            let pause = health.unhealthy().unwrap_or(interval);
-            sleep_unless(shutdown, pause);
-        }
-    }
 }
 
 fn run_one(runner: &Runner, job: &Job, slot: u32) {

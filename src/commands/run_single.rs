@@ -8,10 +8,8 @@ use lexopt::prelude::*;
 
 use crate::commands::{load_config, CommandError, Globals};
 use crate::config::RunnerConfig;
-use crate::coordinator::client::JobRequest;
-use crate::executor::job::JobOutcome;
 use crate::secret::Secret;
-use crate::service::{describe, sleep_unless, Health, Runner};
+use crate::service::{describe, sleep_unless, Runner};
 use crate::signals;
 
 const USAGE: &str = "\
@@ -51,7 +49,7 @@ pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandEr
 
 fn serve(runner: &Runner, options: &Options, interval: Duration) -> Result<(), CommandError> {
     let shutdown = signals::shutdown_flag();
-    let mut health = Health::default();
+    let mut poller = runner.poller(interval);
     let mut builds = 0u64;
     let mut last_job = Instant::now();
     while !shutdown.load(Ordering::SeqCst) {
@@ -59,32 +57,23 @@ fn serve(runner: &Runner, options: &Options, interval: Duration) -> Result<(), C
             log::info!("processed {builds} job(s); done");
             return Ok(());
         }
-        if options.wait_timeout.is_some_and(|limit| last_job.elapsed() >= limit) {
+        let waited = last_job.elapsed();
+        if options.wait_timeout.is_some_and(|limit| waited >= limit) {
             log::info!("no job came within the wait timeout; done after {builds} job(s)");
             return Ok(());
         }
-        match runner.request() {
-            Ok(JobRequest::Job(job)) => {
-                health.ok();
-                let outcome = runner.process(&job, 0, shutdown);
-                if let JobOutcome::Failed { .. } = outcome {
-                    log::info!("job {} {}", job.id, describe(&outcome));
-                }
-                builds += 1;
-                last_job = Instant::now();
-            }
-            Ok(JobRequest::Unhealthy { status }) => {
-                return Err(CommandError::Failed(Box::new(crate::service::ServiceError::Unhealthy {
-                    runner: runner.config.name.clone(),
-                    status,
-                })));
-            }
-            Ok(other) => crate::commands::run::handle_no_job(runner, other, &mut health, interval),
-            Err(err) => {
-                log::warn!("asking for a job failed: {err}");
-                sleep_unless(shutdown, err.retry_after().unwrap_or(interval));
-            }
-        }
+        let poll = poller.poll();
+        let Some(job) = poll.job else {
+            let left = options.wait_timeout.map_or(poll.next_poll_in, |limit| {
+                poll.next_poll_in.min(limit.saturating_sub(waited))
+            });
+            sleep_unless(shutdown, left);
+            continue;
+        };
+        let outcome = runner.process(&job, 0, shutdown);
+        log::info!("job {} {}", job.id, describe(&outcome));
+        builds += 1;
+        last_job = Instant::now();
     }
     log::info!("stopped by a signal after {builds} job(s)");
     Ok(())
