@@ -5,6 +5,8 @@
 pub mod helper;
 pub mod list;
 pub mod register;
+pub mod run;
+pub mod run_single;
 pub mod unregister;
 pub mod verify;
 
@@ -33,6 +35,16 @@ pub struct Command {
 
 /// Every command, in the order `--help` lists them. A new command is one entry here.
 pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "run",
+        summary: "take jobs for every runner of config.toml until SIGTERM or SIGINT",
+        run: run::run,
+    },
+    Command {
+        name: "run-single",
+        summary: "take jobs for one runner, one at a time, then return (for supervisors)",
+        run: run_single::run,
+    },
     Command {
         name: "register",
         summary: "register a runner with a coordinator and add it to config.toml",
@@ -229,7 +241,7 @@ mod tests {
         assert_eq!(error.exit_code(), 2);
         assert_eq!(
             error.to_string(),
-            "unknown command \"lsit\" (known commands: register, verify, unregister, list, helper)"
+            "unknown command \"lsit\" (known commands: run, run-single, register, verify, unregister, list, helper)"
         );
     }
 

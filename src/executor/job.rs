@@ -78,7 +78,7 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
         Err(err) => return finish(io.trace, failed(FailureKind::Script, None, err.to_string())),
     };
     for notice in &plan.notices {
-        io.trace.line(notice);
+        io.trace.say(notice);
     }
     let client = match &plan.bearer_token {
         Some(token) => spec.client.with_bearer_token(token.clone()),
@@ -106,7 +106,7 @@ impl PodRun<'_> {
     fn create_and_run(&self, plan: PodPlan, created: &mut Created, deadline: Instant) -> JobOutcome {
         let trace = self.io.trace;
         let ns = plan.namespace.clone();
-        trace.line(&format!("Using Kubernetes namespace: {ns}"));
+        trace.say(&format!("Using Kubernetes namespace: {ns}"));
         let pod = match self.create_objects(plan, created) {
             Ok(pod) => pod,
             Err(message) => return failed(FailureKind::System, None, message),
@@ -154,11 +154,11 @@ impl PodRun<'_> {
             poll_interval: k8s.poll_interval,
             poll_timeout: k8s.poll_timeout,
         };
-        trace.line(&format!("Waiting for pod {ns}/{pod} to be running..."));
+        trace.say(&format!("Waiting for pod {ns}/{pod} to be running..."));
         if let Err(err) = wait_for_pod(&wait, trace, &supervisor.signal()) {
             return self.wait_failure(err, supervisor);
         }
-        trace.line(&format!("Running on {pod} via {}...", hostname()));
+        trace.say(&format!("Running on {pod} via {}...", hostname()));
         std::thread::scope(|scope| {
             scope.spawn(|| supervisor.monitor(self.client, ns, pod, k8s.poll_interval));
             let target =
@@ -200,7 +200,7 @@ impl PodRun<'_> {
         let mut result = Ok(());
         for attempt in 1..=attempts {
             if attempt > 1 {
-                self.io.trace.line(&format!("Retrying getting sources (attempt {attempt} of {attempts})..."));
+                self.io.trace.say(&format!("Retrying getting sources (attempt {attempt} of {attempts})..."));
             }
             let stage = Stage { name: "get_sources", container: "helper", script: script.clone() };
             result = match run_stage(target, stage, self.io.trace, &supervisor.signal()) {
@@ -312,13 +312,13 @@ impl<'a> Section<'a> {
 
 fn header(spec: &JobSpec, trace: &TraceWriter) {
     trace.notice(&format!("Running with alloy-runner {RUNNER_VERSION}"));
-    trace.line(&format!("  on {}", spec.runner.name));
+    trace.say(&format!("  on {}", spec.runner.name));
     trace.notice("Preparing the \"kubernetes\" executor");
 }
 
 fn finish(trace: &TraceWriter, outcome: JobOutcome) -> JobOutcome {
     match &outcome {
-        JobOutcome::Success => trace.success("Job succeeded"),
+        JobOutcome::Success => trace.notice("Job succeeded"),
         JobOutcome::Failed { message, .. } => trace.error(&format!("ERROR: Job failed: {message}")),
     }
     outcome

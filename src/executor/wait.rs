@@ -84,7 +84,7 @@ pub fn wait_for_pod(
             StartState::Ready => return Ok(pod),
             StartState::Starting(text) | StartState::Unschedulable(text) => {
                 if text != last {
-                    trace.line(&format!("Waiting for pod {}/{}: {text}", w.namespace, w.pod));
+                    trace.say(&format!("Waiting for pod {}/{}: {text}", w.namespace, w.pod));
                     last = text;
                 }
             }
@@ -108,7 +108,7 @@ pub fn print_warning_events(w: &WaitFor, trace: &TraceWriter) {
     for event in events.iter().filter(|e| e["type"] == "Warning") {
         let reason = event["reason"].as_str().unwrap_or("");
         let message = event["message"].as_str().unwrap_or("");
-        trace.line(&format!("WARNING: pod event {reason}: {message}"));
+        trace.say(&format!("WARNING: pod event {reason}: {message}"));
     }
 }
 

@@ -104,6 +104,39 @@ impl TraceWriter {
         pipeline.flush_pending()
     }
 
+    /// Writes a plain runner line; a spool failure is logged, not returned (the job goes on).
+    pub fn say(&self, text: &str) {
+        self.say_styled(Style::Plain, text);
+    }
+
+    /// Writes a bold green runner line (stage headers, success).
+    pub fn notice(&self, text: &str) {
+        self.say_styled(Style::Notice, text);
+    }
+
+    /// Writes a bold yellow runner line.
+    pub fn warning(&self, text: &str) {
+        self.say_styled(Style::Warning, text);
+    }
+
+    /// Writes a bold red runner line.
+    pub fn error(&self, text: &str) {
+        self.say_styled(Style::Error, text);
+    }
+
+    /// Writes bytes the runner produces itself (section markers) through the pipeline.
+    pub fn raw(&self, bytes: &[u8]) {
+        if let Err(err) = self.lock().push(bytes) {
+            log::warn!("cannot write the trace spool: {err}");
+        }
+    }
+
+    fn say_styled(&self, style: Style, text: &str) {
+        if let Err(err) = self.styled_line(style, text) {
+            log::warn!("cannot write the trace spool: {err}");
+        }
+    }
+
     /// Whether the output limit was reached and output is being dropped.
     pub fn limit_reached(&self) -> bool {
         self.lock().limit.reached()

@@ -147,3 +147,13 @@ fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     // The file is opened for appending, so moving its cursor does not affect where writes go.
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
+
+impl crate::coordinator::trace_sender::TraceSource for Spool {
+    fn len(&self) -> u64 {
+        Spool::len(self)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        Spool::read_at(self, offset, buf)
+    }
+}
