@@ -1,0 +1,720 @@
+//! `pods/exec` over a WebSocket on our own TCP and TLS stream, so that timeouts can be set and
+//! the socket shut down from another thread.
+//!
+//! One loop owns the socket: it sends queued stdin chunks, pings when idle, and copies each
+//! output message straight to its sink (raw bytes, no UTF-8 assumption). Stdin is read on its
+//! own thread and handed over a bounded channel, so memory stays bounded either way.
+//!
+//! Under `v4.channel.k8s.io` stdin EOF cannot be sent: a command that waits for it would wait
+//! forever, so callers must pass their input in `command` or as a file instead.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, StreamOwned};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::HeaderValue;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+use super::channel::{self, ExecProtocol, ExitStatus};
+use super::error::Status;
+use super::rest::{encode, Transport};
+
+/// How often the client pings a quiet connection (5 s, like kubectl).
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Silence after which the connection is given up (61 s, like kubectl).
+pub const IDLE_LIMIT: Duration = Duration::from_secs(61);
+/// Longest wait for a blocked socket write (30 s).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may keep the connection open after sending the exit status (2 s).
+const STATUS_GRACE: Duration = Duration::from_secs(2);
+/// How often the loop looks for stdin while stdin is open (20 ms).
+const STDIN_TICK: Duration = Duration::from_millis(20);
+/// Size of one stdin read, and how many reads may wait for the socket.
+const STDIN_CHUNK: usize = 32 << 10;
+const STDIN_QUEUE: usize = 4;
+/// Largest WebSocket message accepted (16 MiB; the kubelet sends at most 32 KiB at a time).
+const MAX_MESSAGE: usize = 16 << 20;
+/// Largest error-channel payload kept (64 KiB).
+const MAX_STATUS: usize = 64 << 10;
+
+type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// What to run: `command` (argv, no shell) in `container` of `pod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub command: Vec<String>,
+}
+
+/// Where the command's streams go. `stdin` is read on its own thread until EOF; the sinks get
+/// raw bytes as they arrive.
+pub struct ExecIo {
+    pub stdin: Option<Box<dyn Read + Send>>,
+    pub stdout: Box<dyn Write + Send>,
+    pub stderr: Box<dyn Write + Send>,
+    pub abort: Option<AbortHandle>,
+}
+
+/// How an exec ended when the server reported the command's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// The command's exit code, 0 to 255.
+    pub exit_code: i32,
+    /// The subprotocol the server chose.
+    pub protocol: ExecProtocol,
+}
+
+/// Stops a running exec from any thread: the socket is shut down and the exec returns
+/// [`ExecError::Aborted`]. Once aborted, a handle stays aborted (later execs stop at once).
+#[derive(Clone, Default)]
+pub struct AbortHandle(Arc<AbortState>);
+
+#[derive(Default)]
+struct AbortState {
+    aborted: AtomicBool,
+    socket: Mutex<Option<TcpStream>>,
+}
+
+impl AbortHandle {
+    /// A handle not yet aborted.
+    pub fn new() -> AbortHandle {
+        AbortHandle::default()
+    }
+
+    /// Aborts the exec using this handle, now or when it starts.
+    pub fn abort(&self) {
+        self.0.aborted.store(true, Ordering::SeqCst);
+        let socket = self.0.socket.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(socket) = socket.as_ref() {
+            // Already closed is fine: the exec is ending anyway.
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Whether [`AbortHandle::abort`] was called.
+    pub fn is_aborted(&self) -> bool {
+        self.0.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Remembers the exec's socket; false when the handle was aborted already.
+    fn register(&self, socket: Option<TcpStream>) -> bool {
+        *self.0.socket.lock().unwrap_or_else(|p| p.into_inner()) = socket;
+        !self.is_aborted()
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle")
+            .field("aborted", &self.is_aborted())
+            .finish()
+    }
+}
+
+/// Why an exec gave no exit code.
+#[derive(Debug)]
+pub enum ExecError {
+    /// No TCP connection to the API server.
+    Connect { url: String, source: io::Error },
+    /// The TLS handshake failed (usually a server certificate that does not verify).
+    Tls { host: String, source: rustls::Error },
+    /// The WebSocket upgrade failed without an HTTP answer to show.
+    Handshake { pod: String, detail: String },
+    /// The server refused the exec before the upgrade (404 pod, 400 container, 403, ...).
+    Rejected { pod: String, status: Status },
+    /// The connection ended without the exit status: the command's fate is unknown.
+    LostStatus { pod: String, detail: String },
+    /// The server reported a failure that carries no exit code.
+    Failure { pod: String, message: String },
+    /// The exit status could not be read.
+    InvalidStatus { pod: String, detail: String },
+    /// [`AbortHandle::abort`] was called.
+    Aborted { pod: String },
+    /// Nothing came from the server, not even a pong, for this long.
+    Idle { pod: String, silence: Duration },
+    /// The connection failed while setting up.
+    Io { pod: String, source: io::Error },
+    /// A sink refused the output.
+    Output { pod: String, source: io::Error },
+    /// Reading stdin failed.
+    Input { pod: String, source: io::Error },
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::Connect { url, source } => write!(f, "cannot connect to {url}: {source}"),
+            ExecError::Tls { host, source } => write!(f, "tls with {host} failed: {source}"),
+            ExecError::Handshake { pod, detail } => {
+                write!(f, "exec in pod {pod}: websocket upgrade failed: {detail}")
+            }
+            ExecError::Rejected { pod, status } => write!(f, "exec in pod {pod} refused: {status}"),
+            ExecError::LostStatus { pod, detail } => write!(
+                f,
+                "exec in pod {pod}: the connection ended without the command's exit status \
+                 ({detail})"
+            ),
+            ExecError::Failure { pod, message } => write!(f, "exec in pod {pod} failed: {message}"),
+            ExecError::InvalidStatus { pod, detail } => {
+                write!(f, "exec in pod {pod}: unreadable exit status: {detail}")
+            }
+            ExecError::Aborted { pod } => write!(f, "exec in pod {pod} aborted"),
+            ExecError::Idle { pod, silence } => write!(
+                f,
+                "exec in pod {pod}: no answer from the api server for {} s",
+                silence.as_secs()
+            ),
+            ExecError::Io { pod, source } => write!(f, "exec in pod {pod}: {source}"),
+            ExecError::Output { pod, source } => {
+                write!(f, "exec in pod {pod}: cannot write the output: {source}")
+            }
+            ExecError::Input { pod, source } => {
+                write!(f, "exec in pod {pod}: cannot read stdin: {source}")
+            }
+        }
+    }
+}
+
+impl StdError for ExecError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ExecError::Connect { source, .. }
+            | ExecError::Io { source, .. }
+            | ExecError::Output { source, .. }
+            | ExecError::Input { source, .. } => Some(source),
+            ExecError::Tls { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one exec; a 401 answer makes the token file be read again and the exec tried once more.
+pub(crate) fn run(
+    transport: &Transport,
+    req: &ExecRequest,
+    mut io: ExecIo,
+) -> Result<ExecOutcome, ExecError> {
+    let target = exec_target(transport, req, io.stdin.is_some());
+    let ws = match open(transport, &target, &req.pod, io.abort.as_ref()) {
+        Err(ExecError::Rejected { status, .. })
+            if status.code == 401 && transport.auth.reload_after_unauthorized() =>
+        {
+            log::info!(
+                "exec in pod {}: token refused, trying again with the new token",
+                req.pod
+            );
+            open(transport, &target, &req.pod, io.abort.as_ref())?
+        }
+        other => other?,
+    };
+    let (ws, protocol) = ws;
+    log::debug!("exec in pod {} attached ({protocol:?})", req.pod);
+
+    let stdin = match io.stdin.take() {
+        Some(reader) => Some(spawn_stdin(reader, &req.pod)?),
+        None => None,
+    };
+    let abort = io.abort.clone();
+    let session = Session::new(ws, protocol, req.pod.clone(), io, stdin);
+    let result = session.run();
+    if let Some(handle) = &abort {
+        handle.register(None);
+    }
+    result
+}
+
+/// Path and query of the exec call, under the endpoint's prefix.
+fn exec_target(transport: &Transport, req: &ExecRequest, stdin: bool) -> String {
+    let mut target = format!(
+        "{}/api/v1/namespaces/{}/pods/{}/exec?",
+        transport.endpoint.prefix,
+        encode(&req.namespace),
+        encode(&req.pod)
+    );
+    for arg in &req.command {
+        target.push_str(&format!("command={}&", encode(arg)));
+    }
+    target.push_str(&format!("container={}", encode(&req.container)));
+    if stdin {
+        target.push_str("&stdin=true");
+    }
+    target.push_str("&stdout=true&stderr=true");
+    target
+}
+
+/// Connects, does TLS and the WebSocket upgrade.
+fn open(
+    transport: &Transport,
+    target: &str,
+    pod: &str,
+    abort: Option<&AbortHandle>,
+) -> Result<(WebSocket<TlsStream>, ExecProtocol), ExecError> {
+    let endpoint = &transport.endpoint;
+    let url = format!("https://{}{target}", endpoint.authority);
+    let tcp =
+        connect(&endpoint.host, endpoint.port, transport.connect_timeout).map_err(|source| {
+            ExecError::Connect {
+                url: url.clone(),
+                source,
+            }
+        })?;
+    if let Some(handle) = abort {
+        if !handle.register(tcp.try_clone().ok()) {
+            return Err(ExecError::Aborted {
+                pod: pod.to_string(),
+            });
+        }
+    }
+    let aborted = || abort.is_some_and(AbortHandle::is_aborted);
+
+    let tls = tls_handshake(transport, tcp).map_err(|e| match e {
+        _ if aborted() => ExecError::Aborted {
+            pod: pod.to_string(),
+        },
+        TlsFailure::Tls(source) => ExecError::Tls {
+            host: endpoint.authority.clone(),
+            source,
+        },
+        TlsFailure::Io(source) => ExecError::Io {
+            pod: pod.to_string(),
+            source,
+        },
+    })?;
+
+    let request = upgrade_request(transport, &url, pod)?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let (ws, response) = match tungstenite::client::client_with_config(request, tls, Some(config)) {
+        Ok(done) => done,
+        Err(_) if aborted() => {
+            return Err(ExecError::Aborted {
+                pod: pod.to_string(),
+            })
+        }
+        Err(e) => return Err(handshake_error(e, pod)),
+    };
+    let echoed = response.headers().get("Sec-WebSocket-Protocol");
+    let protocol = echoed
+        .and_then(|v| v.to_str().ok())
+        .and_then(ExecProtocol::from_header);
+    let Some(protocol) = protocol else {
+        return Err(ExecError::Handshake {
+            pod: pod.to_string(),
+            detail: format!("the server chose no known subprotocol ({echoed:?})"),
+        });
+    };
+    Ok((ws, protocol))
+}
+
+fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(tcp) => {
+                tcp.set_nodelay(true)?;
+                return Ok(tcp);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+enum TlsFailure {
+    Tls(rustls::Error),
+    Io(io::Error),
+}
+
+/// Runs the TLS handshake to its end, so that a certificate problem is told apart.
+fn tls_handshake(transport: &Transport, mut tcp: TcpStream) -> Result<TlsStream, TlsFailure> {
+    let name = transport
+        .endpoint
+        .server_name()
+        .map_err(|e| TlsFailure::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?;
+    let mut conn = ClientConnection::new(transport.tls.clone(), name).map_err(TlsFailure::Tls)?;
+    tcp.set_read_timeout(Some(transport.connect_timeout))
+        .map_err(TlsFailure::Io)?;
+    tcp.set_write_timeout(Some(WRITE_TIMEOUT))
+        .map_err(TlsFailure::Io)?;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            let tls = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            return Err(match tls {
+                Some(tls) => TlsFailure::Tls(tls.clone()),
+                None => TlsFailure::Io(e),
+            });
+        }
+    }
+    Ok(StreamOwned::new(conn, tcp))
+}
+
+fn upgrade_request(
+    transport: &Transport,
+    url: &str,
+    pod: &str,
+) -> Result<tungstenite::handshake::client::Request, ExecError> {
+    let bad = |detail: String| ExecError::Handshake {
+        pod: pod.to_string(),
+        detail,
+    };
+    let wss = format!("wss://{}", url.trim_start_matches("https://"));
+    let mut request = wss.into_client_request().map_err(|e| bad(e.to_string()))?;
+    let offer = format!("{}, {}", channel::PROTOCOL_V5, channel::PROTOCOL_V4);
+    let offer = HeaderValue::from_str(&offer).map_err(|e| bad(e.to_string()))?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", offer);
+    if let Some(token) = transport.auth.token() {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| bad("the bearer token holds characters not allowed in a header".into()))?;
+        value.set_sensitive(true);
+        request.headers_mut().insert("Authorization", value);
+    }
+    Ok(request)
+}
+
+fn handshake_error<S: tungstenite::handshake::HandshakeRole>(
+    error: HandshakeError<S>,
+    pod: &str,
+) -> ExecError {
+    let pod = pod.to_string();
+    let failure = match error {
+        HandshakeError::Interrupted(_) => {
+            let detail = "timed out waiting for the upgrade answer".into();
+            return ExecError::Handshake { pod, detail };
+        }
+        HandshakeError::Failure(failure) => failure,
+    };
+    match failure {
+        tungstenite::Error::Http(response) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            ExecError::Rejected {
+                pod,
+                status: Status::parse(response.status().as_u16(), body),
+            }
+        }
+        tungstenite::Error::Io(source) => ExecError::Io { pod, source },
+        other => ExecError::Handshake {
+            pod,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// One read of stdin, framed for channel 0, or its end.
+enum StdinChunk {
+    Frame(Vec<u8>),
+    Eof,
+    Failed(io::Error),
+}
+
+fn spawn_stdin(
+    mut reader: Box<dyn Read + Send>,
+    pod: &str,
+) -> Result<Receiver<StdinChunk>, ExecError> {
+    let (tx, rx) = mpsc::sync_channel(STDIN_QUEUE);
+    thread::Builder::new()
+        .name(format!("exec-stdin-{pod}"))
+        .spawn(move || read_stdin(&mut reader, &tx))
+        .map_err(|source| ExecError::Io {
+            pod: pod.to_string(),
+            source,
+        })?;
+    Ok(rx)
+}
+
+/// Reads stdin into frames that already start with the channel byte (no copy later).
+fn read_stdin(reader: &mut dyn Read, tx: &SyncSender<StdinChunk>) {
+    loop {
+        let mut frame = vec![0u8; 1 + STDIN_CHUNK];
+        frame[0] = channel::STDIN;
+        let chunk = match reader.read(&mut frame[1..]) {
+            Ok(0) => StdinChunk::Eof,
+            Ok(n) => {
+                frame.truncate(1 + n);
+                StdinChunk::Frame(frame)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => StdinChunk::Failed(e),
+        };
+        let last = !matches!(chunk, StdinChunk::Frame(_));
+        if tx.send(chunk).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// How the read loop ended.
+enum End {
+    /// The server closed the WebSocket properly.
+    Closed,
+    /// The connection broke or was cut; the text says how.
+    Dropped(String),
+    /// The status came and the server did not close within the grace period.
+    StatusGrace,
+}
+
+/// A live exec stream, from the upgrade to the end of the connection.
+struct Session {
+    ws: WebSocket<TlsStream>,
+    protocol: ExecProtocol,
+    pod: String,
+    io: ExecIo,
+    stdin: Option<Receiver<StdinChunk>>,
+    status: Vec<u8>,
+    status_at: Option<Instant>,
+    heard_at: Instant,
+    pinged_at: Instant,
+    read_timeout: Option<Duration>,
+}
+
+impl Session {
+    fn new(
+        ws: WebSocket<TlsStream>,
+        protocol: ExecProtocol,
+        pod: String,
+        io: ExecIo,
+        stdin: Option<Receiver<StdinChunk>>,
+    ) -> Session {
+        let now = Instant::now();
+        Session {
+            ws,
+            protocol,
+            pod,
+            io,
+            stdin,
+            status: Vec::new(),
+            status_at: None,
+            heard_at: now,
+            pinged_at: now,
+            read_timeout: None,
+        }
+    }
+
+    fn run(mut self) -> Result<ExecOutcome, ExecError> {
+        let end = self.pump();
+        let flushed = self.io.stdout.flush().and_then(|()| self.io.stderr.flush());
+        if self.io.abort.as_ref().is_some_and(AbortHandle::is_aborted) {
+            return Err(ExecError::Aborted { pod: self.pod });
+        }
+        let end = end?;
+        flushed.map_err(|source| ExecError::Output {
+            pod: self.pod.clone(),
+            source,
+        })?;
+        self.outcome(end)
+    }
+
+    /// Moves bytes both ways until the connection ends.
+    fn pump(&mut self) -> Result<End, ExecError> {
+        loop {
+            if let Err(e) = self.send_stdin() {
+                return self.failed_write(e);
+            }
+            if let Some(end) = self.keepalive()? {
+                return Ok(end);
+            }
+            self.set_read_timeout();
+            match self.ws.read() {
+                Ok(message) => {
+                    self.heard_at = Instant::now();
+                    self.handle(message)?;
+                }
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Ok(End::Closed)
+                }
+                Err(e) => return Ok(End::Dropped(e.to_string())),
+            }
+        }
+    }
+
+    fn failed_write(&self, e: WriteFailure) -> Result<End, ExecError> {
+        match e {
+            WriteFailure::Socket(e) => Ok(End::Dropped(e.to_string())),
+            WriteFailure::Stdin(source) => Err(ExecError::Input {
+                pod: self.pod.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Sends what stdin has ready, and the close-stdin message at its end (v5).
+    fn send_stdin(&mut self) -> Result<(), WriteFailure> {
+        let Some(rx) = &self.stdin else { return Ok(()) };
+        let chunk = match rx.try_recv() {
+            Ok(chunk) => chunk,
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => StdinChunk::Eof,
+        };
+        match chunk {
+            StdinChunk::Frame(frame) => self.ws.send(Message::binary(frame))?,
+            StdinChunk::Failed(e) => return Err(WriteFailure::Stdin(e)),
+            StdinChunk::Eof => {
+                self.stdin = None;
+                match self.protocol {
+                    ExecProtocol::V5 => self
+                        .ws
+                        .send(Message::binary(vec![channel::CLOSE, channel::STDIN]))?,
+                    ExecProtocol::V4 => log::debug!(
+                        "exec in pod {}: stdin ended, but v4.channel.k8s.io cannot say so",
+                        self.pod
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pings a quiet connection, gives up a silent one, ends the wait after the status.
+    fn keepalive(&mut self) -> Result<Option<End>, ExecError> {
+        if self
+            .status_at
+            .is_some_and(|at| at.elapsed() >= STATUS_GRACE)
+        {
+            return Ok(Some(End::StatusGrace));
+        }
+        let silence = self.heard_at.elapsed();
+        if silence >= IDLE_LIMIT {
+            return Err(ExecError::Idle {
+                pod: self.pod.clone(),
+                silence,
+            });
+        }
+        if silence >= PING_INTERVAL && self.pinged_at.elapsed() >= PING_INTERVAL {
+            self.pinged_at = Instant::now();
+            if let Err(e) = self.ws.send(Message::Ping(Default::default())) {
+                return Ok(Some(End::Dropped(e.to_string())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Short reads while stdin may have data, else wake up for pings and the status grace.
+    fn set_read_timeout(&mut self) {
+        let wanted = if self.stdin.is_some() {
+            STDIN_TICK
+        } else {
+            PING_INTERVAL.min(STATUS_GRACE)
+        };
+        if self.read_timeout != Some(wanted) {
+            self.read_timeout = Some(wanted);
+            if let Err(e) = self.ws.get_ref().get_ref().set_read_timeout(Some(wanted)) {
+                log::debug!("exec in pod {}: cannot set the read timeout: {e}", self.pod);
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message) -> Result<(), ExecError> {
+        match message {
+            Message::Binary(data) => self.demultiplex(&data),
+            Message::Ping(_) => {
+                // tungstenite queued the pong; push it out now.
+                if let Err(e) = self.ws.flush() {
+                    log::debug!("exec in pod {}: cannot answer a ping: {e}", self.pod);
+                }
+                Ok(())
+            }
+            Message::Text(_) => {
+                log::debug!("exec in pod {}: ignoring a text message", self.pod);
+                Ok(())
+            }
+            Message::Close(frame) => {
+                log::trace!("exec in pod {}: close {frame:?}", self.pod);
+                Ok(())
+            }
+            Message::Pong(_) | Message::Frame(_) => Ok(()),
+        }
+    }
+
+    /// Copies one message's data to its sink as raw bytes.
+    fn demultiplex(&mut self, message: &[u8]) -> Result<(), ExecError> {
+        let Some((channel, data)) = channel::split_frame(message) else {
+            return Ok(());
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        let sink = match channel {
+            channel::STDOUT => &mut self.io.stdout,
+            channel::STDERR => &mut self.io.stderr,
+            channel::ERROR => {
+                self.keep_status(data);
+                return Ok(());
+            }
+            other => {
+                log::trace!(
+                    "exec in pod {}: {} bytes on channel {other}",
+                    self.pod,
+                    data.len()
+                );
+                return Ok(());
+            }
+        };
+        sink.write_all(data).map_err(|source| ExecError::Output {
+            pod: self.pod.clone(),
+            source,
+        })
+    }
+
+    fn keep_status(&mut self, data: &[u8]) {
+        let room = MAX_STATUS.saturating_sub(self.status.len());
+        self.status.extend_from_slice(&data[..data.len().min(room)]);
+        if self.status_at.is_none() && channel::decode_exit_status(&self.status).is_ok() {
+            self.status_at = Some(Instant::now());
+        }
+    }
+
+    fn outcome(self, end: End) -> Result<ExecOutcome, ExecError> {
+        let pod = self.pod;
+        if self.status.is_empty() {
+            let detail = match end {
+                End::Closed => "closed by the server".to_string(),
+                End::Dropped(how) => how,
+                End::StatusGrace => "status grace ended".to_string(),
+            };
+            return Err(ExecError::LostStatus { pod, detail });
+        }
+        match channel::decode_exit_status(&self.status) {
+            Ok(ExitStatus::Exited(exit_code)) => Ok(ExecOutcome {
+                exit_code,
+                protocol: self.protocol,
+            }),
+            Ok(ExitStatus::Failure(message)) => Err(ExecError::Failure { pod, message }),
+            Err(detail) => Err(ExecError::InvalidStatus { pod, detail }),
+        }
+    }
+}
+
+enum WriteFailure {
+    Socket(tungstenite::Error),
+    Stdin(io::Error),
+}
+
+impl From<tungstenite::Error> for WriteFailure {
+    fn from(e: tungstenite::Error) -> Self {
+        WriteFailure::Socket(e)
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
