@@ -150,7 +150,10 @@ impl OverwriteRule {
     /// Compiles `pattern` anchored at both ends.
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
         let regex = Regex::new(&format!("^(?:{pattern})$"))?;
-        Ok(OverwriteRule { pattern: pattern.to_string(), regex })
+        Ok(OverwriteRule {
+            pattern: pattern.to_string(),
+            regex,
+        })
     }
 
     /// Whether the whole of `value` matches.

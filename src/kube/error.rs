@@ -186,7 +186,7 @@ pub enum KubeError {
         source: Box<dyn StdError + Send + Sync>,
     },
     /// The API server answered with a failure.
-    Api { action: String, status: Status },
+    Api { action: String, status: Box<Status> },
     /// The answer is not the JSON it should be.
     Decode {
         url: String,
@@ -322,7 +322,7 @@ mod tests {
         let body = br#"{"kind":"Status","status":"Failure","message":"pods is forbidden: User \"system:serviceaccount:ci:runner\" cannot create resource \"pods\"","reason":"Forbidden","code":403}"#;
         let err = KubeError::Api {
             action: "create pod in namespace ci".into(),
-            status: Status::parse(403, body),
+            status: Box::new(Status::parse(403, body)),
         };
         assert_eq!(
             err.to_string(),

@@ -133,7 +133,7 @@ pub enum ExecError {
     /// The WebSocket upgrade failed without an HTTP answer to show.
     Handshake { pod: String, detail: String },
     /// The server refused the exec before the upgrade (404 pod, 400 container, 403, ...).
-    Rejected { pod: String, status: Status },
+    Rejected { pod: String, status: Box<Status> },
     /// The connection ended without the exit status: the command's fate is unknown.
     LostStatus { pod: String, detail: String },
     /// The server reported a failure that carries no exit code.
@@ -405,7 +405,7 @@ fn handshake_error<S: tungstenite::handshake::HandshakeRole>(
             let body = response.body().as_deref().unwrap_or_default();
             ExecError::Rejected {
                 pod,
-                status: Status::parse(response.status().as_u16(), body),
+                status: Box::new(Status::parse(response.status().as_u16(), body)),
             }
         }
         tungstenite::Error::Io(source) => ExecError::Io { pod, source },

@@ -120,7 +120,7 @@ impl Failed {
         match self {
             Failed::Status { status, .. } => KubeError::Api {
                 action: action.to_string(),
-                status,
+                status: Box::new(status),
             },
             Failed::NotSent(e) | Failed::Lost(e) | Failed::Fatal(e) => e,
         }

@@ -249,7 +249,7 @@ impl Watcher {
         }
         Err(KubeError::Api {
             action: format!("watch pod {}", self.name),
-            status,
+            status: Box::new(status),
         })
     }
 

@@ -422,6 +422,8 @@ impl ExecServer {
     }
 }
 
+// tungstenite's upgrade callback fixes the error type (a whole HTTP response).
+#[allow(clippy::result_large_err)]
 fn serve_exec(
     tcp: TcpStream,
     tls: Arc<ServerConfig>,
