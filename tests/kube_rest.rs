@@ -138,7 +138,10 @@ fn credentials_files_that_cannot_be_used_are_named() {
 
     let m = message(config(&missing, None));
     assert!(
-        m.starts_with(&format!("cannot read {}: ", missing.display())),
+        m.starts_with(&format!(
+            "cannot read CA certificate {}: ",
+            missing.display()
+        )),
         "{m}"
     );
     let m = message(config(&garbage, None));
@@ -240,9 +243,10 @@ fn in_cluster_needs_both_variables_and_a_token_file() {
 
     std::fs::remove_file(dir.path("token")).expect("remove token");
     let err = Client::in_cluster_from("10.0.0.1", "443", &dir.0).expect_err("no token");
-    assert!(err
-        .to_string()
-        .starts_with(&format!("cannot read {}", dir.path("token").display())));
+    assert!(err.to_string().starts_with(&format!(
+        "cannot read token {}: ",
+        dir.path("token").display()
+    )));
 }
 
 // C18: the token file changes from T1 to T2 and the server starts refusing T1.

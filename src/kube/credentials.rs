@@ -136,7 +136,7 @@ pub(crate) fn tls_config(
         .with_root_certificates(roots);
     let config = match client {
         Some((cert, key)) => {
-            let chain = read_certificates(cert)?;
+            let chain = read_certificates(cert, "client certificate")?;
             let key_der = read_private_key(key)?;
             builder
                 .with_client_auth_cert(chain, key_der)
@@ -152,7 +152,7 @@ pub(crate) fn tls_config(
 
 fn roots_from(path: &Path) -> Result<RootCertStore, KubeError> {
     let mut roots = RootCertStore::empty();
-    for cert in read_certificates(path)? {
+    for cert in read_certificates(path, "CA certificate")? {
         roots.add(cert).map_err(|e| KubeError::ParsePem {
             path: path.to_path_buf(),
             detail: format!("not a usable CA certificate: {e}"),
@@ -172,7 +172,8 @@ fn system_roots() -> Result<RootCertStore, KubeError> {
         });
     };
     let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(read_certificates(path)?);
+    let (added, ignored) =
+        roots.add_parsable_certificates(read_certificates(path, "system CA bundle")?);
     log::debug!(
         "trusting {added} system CA certificates from {} ({ignored} ignored)",
         path.display()
@@ -181,8 +182,11 @@ fn system_roots() -> Result<RootCertStore, KubeError> {
 }
 
 /// Every certificate of a PEM file; an error when there is none.
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, KubeError> {
-    let bytes = read_file(path)?;
+fn read_certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, KubeError> {
+    let bytes = read_file(path, what)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
@@ -196,7 +200,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, KubeEr
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, KubeError> {
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, "client key")?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
         pem::Error::NoItemsFound => KubeError::ParsePem {
             path: path.to_path_buf(),
@@ -213,16 +217,17 @@ fn pem_error(path: &Path, e: pem::Error) -> KubeError {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, KubeError> {
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, KubeError> {
     fs::read(path).map_err(|source| KubeError::ReadFile {
+        what,
         path: path.to_path_buf(),
         source,
     })
 }
 
 /// Reads a small text file (token, namespace) trimmed of surrounding whitespace.
-pub(crate) fn read_text(path: &Path) -> Result<String, KubeError> {
-    let bytes = read_file(path)?;
+pub(crate) fn read_text(path: &Path, what: &'static str) -> Result<String, KubeError> {
+    let bytes = read_file(path, what)?;
     Ok(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
@@ -274,7 +279,7 @@ struct TokenState {
 impl TokenFile {
     /// Reads the token a first time; this read must succeed.
     pub fn open(path: &Path, refresh: Duration) -> Result<TokenFile, KubeError> {
-        let token = read_text(path)?;
+        let token = read_text(path, "token")?;
         if token.is_empty() {
             return Err(KubeError::Config {
                 detail: format!("token file {} is empty", path.display()),
@@ -315,7 +320,7 @@ impl TokenFile {
 
     fn refresh_into(&self, state: &mut TokenState) {
         state.read_at = Instant::now();
-        match read_text(&self.path) {
+        match read_text(&self.path, "token") {
             Ok(token) if !token.is_empty() => state.token = Secret::new(token),
             Ok(_) => log::warn!(
                 "token file {} is empty, keeping the last token",

@@ -164,8 +164,12 @@ pub enum KubeError {
     Config { detail: String },
     /// The API server address cannot be used.
     InvalidHost { host: String, detail: String },
-    /// A credentials file (token, certificate, key, CA) cannot be read.
-    ReadFile { path: PathBuf, source: io::Error },
+    /// A credentials file cannot be read; `what` says which (`CA certificate`, `token`, ...).
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// A PEM file does not hold what it should.
     ParsePem { path: PathBuf, detail: String },
     /// The client certificate and key were refused by the TLS library.
@@ -192,6 +196,8 @@ pub enum KubeError {
         url: String,
         source: serde_json::Error,
     },
+    /// A helper thread could not be started.
+    Spawn { what: String, source: io::Error },
     /// The pod watch ended (its thread stopped).
     WatchStopped { pod: String },
 }
@@ -222,8 +228,8 @@ impl fmt::Display for KubeError {
             KubeError::InvalidHost { host, detail } => {
                 write!(f, "invalid kubernetes host {host:?}: {detail}")
             }
-            KubeError::ReadFile { path, source } => {
-                write!(f, "cannot read {}: {source}", path.display())
+            KubeError::ReadFile { what, path, source } => {
+                write!(f, "cannot read {what} {}: {source}", path.display())
             }
             KubeError::ParsePem { path, detail } => {
                 write!(f, "cannot use PEM file {}: {detail}", path.display())
@@ -238,6 +244,7 @@ impl fmt::Display for KubeError {
             KubeError::Decode { url, source } => {
                 write!(f, "cannot decode the answer of {url}: {source}")
             }
+            KubeError::Spawn { what, source } => write!(f, "cannot start {what}: {source}"),
             KubeError::WatchStopped { pod } => write!(f, "the watch of pod {pod} stopped"),
         }
     }
@@ -246,7 +253,7 @@ impl fmt::Display for KubeError {
 impl StdError for KubeError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            KubeError::ReadFile { source, .. } => Some(source),
+            KubeError::ReadFile { source, .. } | KubeError::Spawn { source, .. } => Some(source),
             KubeError::ClientCertificate { source, .. } | KubeError::Tls { source, .. } => {
                 Some(source)
             }

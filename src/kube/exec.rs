@@ -58,8 +58,9 @@ pub struct ExecRequest {
     pub command: Vec<String>,
 }
 
-/// Where the command's streams go. `stdin` is read on its own thread until EOF; the sinks get
-/// raw bytes as they arrive.
+/// Where the command's streams go. The sinks get raw bytes as they arrive. `stdin` is read on
+/// its own thread until EOF or an error; a reader that never returns keeps that thread alive
+/// after the exec ends. Under v4 its EOF cannot reach the command (see the module doc).
 pub struct ExecIo {
     pub stdin: Option<Box<dyn Read + Send>>,
     pub stdout: Box<dyn Write + Send>,

@@ -4,6 +4,7 @@
 //! Everything is blocking. A [`Client`] is cheap to clone and can be shared between threads.
 
 mod channel;
+mod create;
 mod credentials;
 mod error;
 mod exec;
@@ -31,6 +32,7 @@ pub use rest::{
 };
 pub use watch::{PodEvent, PodWatch, DEFAULT_POLL_INTERVAL, WATCH_SECONDS};
 
+use create::{items, NewObject};
 use credentials::{Auth, Endpoint, TokenFile};
 use rest::{encode, Req, Transport};
 
@@ -90,7 +92,7 @@ impl Client {
 
         let tls = credentials::tls_config(Some(&dir.join("ca.crt")), None)?;
         let token = TokenFile::open(&dir.join("token"), TOKEN_REFRESH)?;
-        let namespace = credentials::read_text(&dir.join("namespace"))
+        let namespace = credentials::read_text(&dir.join("namespace"), "namespace")
             .ok()
             .filter(|n| !n.is_empty());
         log::debug!("using in-cluster credentials for {}", endpoint.base_url);
@@ -240,77 +242,21 @@ impl Client {
 
     fn create(
         &self,
-        resource: &str,
-        kind: &str,
+        resource: &'static str,
+        kind: &'static str,
         ns: &str,
         object: &Value,
     ) -> Result<Value, KubeError> {
-        let meta = |key: &str| {
-            object
-                .pointer(&format!("/metadata/{key}"))
-                .and_then(Value::as_str)
-        };
-        let name = meta("name").map(str::to_string);
-        let generate = meta("generateName").map(str::to_string);
-        let shown = name.clone().or(generate.clone()).unwrap_or_default();
+        let new = NewObject::read(resource, kind, ns, object);
         let req = Req {
             method: "POST",
             path: format!("/api/v1/namespaces/{}/{resource}", encode(ns)),
             query: vec![],
             body: Some(object),
-            action: format!("create {kind} {shown} in namespace {ns}"),
+            action: format!("create {kind} {} in namespace {ns}", new.shown_name()),
         };
-        let labels = label_selector(object);
-        let lookup = || {
-            self.find_created(
-                resource,
-                kind,
-                ns,
-                name.as_deref(),
-                generate.as_deref(),
-                &labels,
-            )
-        };
-        self.inner.transport.create(&req, &lookup)
-    }
-
-    /// After a create of unknown outcome: the object if it exists, `None` inside when it does
-    /// not, `None` outside when there is no way to tell.
-    fn find_created(
-        &self,
-        resource: &str,
-        kind: &str,
-        ns: &str,
-        name: Option<&str>,
-        generate: Option<&str>,
-        labels: &str,
-    ) -> Option<Result<Option<Value>, KubeError>> {
-        if let Some(name) = name {
-            let path = format!(
-                "/api/v1/namespaces/{}/{resource}/{}",
-                encode(ns),
-                encode(name)
-            );
-            let action = format!("get {kind} {name} in namespace {ns}");
-            return Some(
-                match self.inner.transport.call(&get(path, vec![], action)) {
-                    Ok(found) => Ok(Some(found)),
-                    Err(e) if e.is_not_found() => Ok(None),
-                    Err(e) => Err(e),
-                },
-            );
-        }
-        let prefix = generate.filter(|_| !labels.is_empty())?;
-        let path = format!("/api/v1/namespaces/{}/{resource}", encode(ns));
-        let action = format!("list {resource} with labels {labels} in namespace {ns}");
-        let query = vec![("labelSelector", labels.to_string())];
-        let list = self.inner.transport.call(&get(path, query, action));
-        Some(list.map(|list| {
-            items(list).into_iter().find(|item| {
-                let name = item.pointer("/metadata/name").and_then(Value::as_str);
-                name.is_some_and(|n| n.starts_with(prefix))
-            })
-        }))
+        let transport = &self.inner.transport;
+        transport.create(&req, &|| new.find(transport))
     }
 
     fn delete(
@@ -363,29 +309,4 @@ fn get(path: String, query: Vec<(&'static str, String)>, action: String) -> Req<
 
 fn pod_path(ns: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{}/pods/{}", encode(ns), encode(name))
-}
-
-/// The `items` of a list answer.
-fn items(list: Value) -> Vec<Value> {
-    match list {
-        Value::Object(mut map) => match map.remove("items") {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
-}
-
-/// `k=v,k2=v2` from the object's labels (empty without labels).
-fn label_selector(object: &Value) -> String {
-    let Some(labels) = object
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-    else {
-        return String::new();
-    };
-    let pairs = labels
-        .iter()
-        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")));
-    pairs.collect::<Vec<_>>().join(",")
 }

@@ -137,6 +137,18 @@ enum CreateFate {
     Final,
 }
 
+/// What a look for an object whose create had an unknown outcome found.
+pub(crate) enum Lookup {
+    /// The object exists: the earlier create went through.
+    Found(Value),
+    /// It does not exist: the create may be sent again.
+    Absent,
+    /// There is no way to look (a generated name without labels): do not create again.
+    CannotTell,
+    /// The look itself failed; the create is tried again (a duplicate is refused with 409).
+    Failed(KubeError),
+}
+
 /// The shared HTTP side of a [`super::Client`].
 #[derive(Clone)]
 pub(crate) struct Transport {
@@ -211,13 +223,8 @@ impl Transport {
     }
 
     /// Sends a create. When the outcome is unknown (timeout, 5xx), `lookup` is asked whether
-    /// the object exists before the create is sent again; `None` from it means "cannot tell",
-    /// and then no second create is sent.
-    pub fn create(
-        &self,
-        req: &Req,
-        lookup: &dyn Fn() -> Option<Result<Option<Value>, KubeError>>,
-    ) -> Result<Value, KubeError> {
+    /// the object exists before the create is sent again.
+    pub fn create(&self, req: &Req, lookup: &dyn Fn() -> Lookup) -> Result<Value, KubeError> {
         let mut reloaded = false;
         let mut uncertain = false;
         let mut attempt = 0;
@@ -233,7 +240,7 @@ impl Transport {
             }
             if uncertain && is_already_exists(&failed) {
                 // Our earlier try went through after all.
-                if let Some(found) = lookup().and_then(Result::ok).flatten() {
+                if let Lookup::Found(found) = lookup() {
                     return Ok(found);
                 }
             }
@@ -248,10 +255,10 @@ impl Transport {
                     req.action
                 );
                 match lookup() {
-                    Some(Ok(Some(found))) => return Ok(found),
-                    Some(Ok(None)) => {}
-                    Some(Err(e)) => log::debug!("{}: lookup failed: {e}", req.action),
-                    None => return Err(failed.into_error(&req.action)),
+                    Lookup::Found(found) => return Ok(found),
+                    Lookup::Absent => {}
+                    Lookup::Failed(e) => log::debug!("{}: lookup failed: {e}", req.action),
+                    Lookup::CannotTell => return Err(failed.into_error(&req.action)),
                 }
             }
             self.pause(&req.action, attempt, failed.retry_after());

@@ -36,7 +36,8 @@ pub enum PodEvent {
     Deleted(Value),
 }
 
-/// The receiving end of a pod watch; dropping it stops the watch thread (within one read).
+/// The receiving end of a pod watch. Dropping it stops the watch thread at its next event, poll
+/// or read timeout (at most about 90 s later).
 pub struct PodWatch {
     pod: String,
     events: Receiver<Result<PodEvent, KubeError>>,
@@ -82,9 +83,9 @@ pub(crate) fn start(client: &Client, ns: &str, name: &str) -> Result<PodWatch, K
     thread::Builder::new()
         .name(format!("watch-{name}"))
         .spawn(move || watcher.run())
-        .map_err(|source| KubeError::Connect {
-            url: format!("watch of pod {name}"),
-            source: Box::new(source),
+        .map_err(|source| KubeError::Spawn {
+            what: format!("the watch of pod {name}"),
+            source,
         })?;
     Ok(PodWatch {
         pod: name.to_string(),
