@@ -14,7 +14,7 @@ use alloy_runner::kube::{
 };
 use kube_support::{
     close, pki, read_until, send, send_exit, status_body, token_client, ExecServer, ServerStream,
-    Sink, Upgrade,
+    Sink, TempDir, Upgrade,
 };
 use tungstenite::{Message, WebSocket};
 
@@ -265,6 +265,67 @@ fn server_pings_are_answered() {
     let run = run_exec(&server, None, None);
     run.result.expect("status after the pong");
     assert_eq!(run.stdout, b"pong seen");
+}
+
+// C18 for exec: a refused token makes the token file be read again, and the exec tried again.
+#[test]
+fn exec_refused_with_401_reads_the_token_file_again_and_retries() {
+    let server = ExecServer::start(Upgrade::RequireToken("Bearer t2"), |ws| {
+        send(ws, 1, b"ok");
+        send_exit(ws, 0);
+        close(ws);
+    });
+    let dir = TempDir::new("exec-sa");
+    dir.write("token", b"t1");
+    dir.write("ca.crt", &std::fs::read(pki("ca.crt")).expect("fixture"));
+    let port = server.addr.port().to_string();
+    let client = Client::in_cluster_from("127.0.0.1", &port, &dir.0).expect("in-cluster");
+    dir.write("token", b"t2");
+
+    let stdout = Sink::default();
+    let io = ExecIo {
+        stdin: None,
+        stdout: Box::new(stdout.clone()),
+        stderr: Box::new(io::sink()),
+        abort: None,
+    };
+    client
+        .exec(&request(&["true"]), io)
+        .expect("second upgrade with t2 works");
+    assert_eq!(stdout.bytes(), b"ok");
+    let tokens: Vec<_> = server.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(
+        tokens,
+        [Some("Bearer t1".to_string()), Some("Bearer t2".to_string())]
+    );
+}
+
+#[test]
+fn status_then_a_cut_connection_still_gives_the_exit_code() {
+    let server = ExecServer::start(accept(&[V5]), |ws| {
+        send(ws, 1, b"last line\n");
+        send_exit(ws, 4);
+        let _ = ws.get_ref().get_ref().shutdown(std::net::Shutdown::Both);
+    });
+    let run = run_exec(&server, None, None);
+    assert_eq!(run.result.expect("status arrived").exit_code, 4);
+    assert_eq!(run.stdout, b"last line\n");
+}
+
+#[test]
+fn status_without_close_ends_the_exec_after_a_short_grace() {
+    let server = ExecServer::start(accept(&[V5]), |ws| {
+        send_exit(ws, 0);
+        thread::sleep(Duration::from_secs(30));
+    });
+    let started = Instant::now();
+    let run = run_exec(&server, None, None);
+    assert_eq!(run.result.expect("status arrived").exit_code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -419,6 +419,21 @@ fn create_after_a_server_timeout_is_sent_again_when_the_get_finds_nothing() {
 }
 
 #[test]
+fn create_refused_by_flow_control_is_sent_again_without_a_lookup() {
+    let server = ApiServer::start("127.0.0.1:0", server_tls(false), |_, n| match n {
+        0 => Reply::text(429, "Too many requests").header("Retry-After", "0"),
+        _ => Reply::json(201, pod("ci-1", "2")),
+    });
+    let client = token_client(&server.url(), "t");
+    let created = client
+        .create_pod("ci", &pod("ci-1", ""))
+        .expect("second try");
+    assert_eq!(created["metadata"]["resourceVersion"], "2");
+    let methods: Vec<_> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["POST", "POST"]);
+}
+
+#[test]
 fn generate_name_create_of_unknown_outcome_is_found_by_its_labels() {
     let server = ApiServer::start("127.0.0.1:0", server_tls(false), |req, _| {
         match req.method.as_str() {

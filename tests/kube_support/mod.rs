@@ -375,6 +375,8 @@ pub enum Upgrade {
     Accept(Vec<&'static str>),
     /// Refuse with this HTTP code and body.
     Reject(u16, String),
+    /// Accept v5 only with this `Authorization` value, else refuse with 401.
+    RequireToken(&'static str),
 }
 
 /// What the exec server saw of the upgrade request.
@@ -445,7 +447,15 @@ fn serve_exec(
             offered: offered.clone(),
             authorization: header("Authorization").map(str::to_string),
         });
+        let upgrade = match &upgrade {
+            Upgrade::RequireToken(expected) if header("Authorization") == Some(*expected) => {
+                Upgrade::Accept(vec!["v5.channel.k8s.io"])
+            }
+            Upgrade::RequireToken(_) => Upgrade::Reject(401, "Unauthorized".into()),
+            other => other.clone(),
+        };
         match &upgrade {
+            Upgrade::RequireToken(_) => unreachable!("turned into Accept or Reject above"),
             Upgrade::Reject(code, body) => {
                 let mut error = ErrorResponse::new(Some(body.clone()));
                 *error.status_mut() = tungstenite::http::StatusCode::from_u16(*code).expect("code");
