@@ -460,3 +460,26 @@ fn exec_server_certificate_from_another_ca_is_a_tls_error_naming_the_host() {
         "{err}"
     );
 }
+
+#[test]
+fn refused_connection_names_the_exec_url_without_the_command() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("addr").port()
+    };
+    let client = token_client(&format!("https://127.0.0.1:{port}"), "t");
+    let io = ExecIo {
+        stdin: None,
+        stdout: Box::new(io::sink()),
+        stderr: Box::new(io::sink()),
+        abort: None,
+    };
+    let err = client
+        .exec(&request(&["sh", "-c", "echo secret-script"]), io)
+        .expect_err("refused");
+    let message = err.to_string();
+    let expected =
+        format!("cannot connect to https://127.0.0.1:{port}/api/v1/namespaces/ci/pods/ci-1/exec: ");
+    assert!(message.starts_with(&expected), "{message}");
+    assert!(!message.contains("secret-script"), "{message}");
+}

@@ -264,13 +264,10 @@ fn open(
 ) -> Result<(WebSocket<TlsStream>, ExecProtocol), ExecError> {
     let endpoint = &transport.endpoint;
     let url = format!("https://{}{target}", endpoint.authority);
-    let tcp =
-        connect(&endpoint.host, endpoint.port, transport.connect_timeout).map_err(|source| {
-            ExecError::Connect {
-                url: url.clone(),
-                source,
-            }
-        })?;
+    // Errors name the URL without its query: the command may hold a whole script.
+    let shown = url.split('?').next().unwrap_or_default().to_string();
+    let tcp = connect(&endpoint.host, endpoint.port, transport.connect_timeout)
+        .map_err(|source| ExecError::Connect { url: shown, source })?;
     if let Some(handle) = abort {
         if !handle.register(tcp.try_clone().ok()) {
             return Err(ExecError::Aborted {
