@@ -1,5 +1,6 @@
 //! `pods/exec` over a WebSocket on our own TCP and TLS stream, so that timeouts can be set and
-//! the socket shut down from another thread.
+//! the socket shut down from another thread. The upgrade is ours too ([`upgrade`]), so that a
+//! refusal's Status body is read whole; tungstenite takes over from the first frame.
 //!
 //! One loop owns the socket: it sends queued stdin chunks, pings when idle, and copies each
 //! output message straight to its sink (raw bytes, no UTF-8 assumption). Stdin is read on its
@@ -17,18 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::{ClientConnection, StreamOwned};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::HandshakeError;
-use tungstenite::http::HeaderValue;
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::WebSocket;
 
 mod session;
+mod upgrade;
 
-use super::channel::{self, ExecProtocol};
+use super::channel::ExecProtocol;
 use super::error::Status;
 use super::rest::{encode, Transport};
 use session::Session;
+use upgrade::UpgradeError;
 
 /// How often the client pings a quiet connection (5 s, like kubectl).
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -283,30 +283,47 @@ fn open(
         },
     })?;
 
-    let request = upgrade_request(transport, &url, pod)?;
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
-    let (ws, response) = match tungstenite::client::client_with_config(request, tls, Some(config)) {
-        Ok(done) => done,
+    let mut tls = tls;
+    let key = tungstenite::handshake::client::generate_key();
+    let token = transport.auth.token();
+    let upgraded = upgrade::upgrade(&mut tls, &endpoint.authority, target, &key, token.as_ref());
+    let upgraded = match upgraded {
+        Ok(upgraded) => upgraded,
         Err(_) if aborted() => {
             return Err(ExecError::Aborted {
                 pod: pod.to_string(),
             })
         }
-        Err(e) => return Err(handshake_error(e, pod)),
+        Err(e) => return Err(upgrade_error(e, pod)),
     };
-    let echoed = response.headers().get("Sec-WebSocket-Protocol");
-    let protocol = echoed
-        .and_then(|v| v.to_str().ok())
-        .and_then(ExecProtocol::from_header);
-    let Some(protocol) = protocol else {
-        return Err(ExecError::Handshake {
-            pod: pod.to_string(),
-            detail: format!("the server chose no known subprotocol ({echoed:?})"),
-        });
-    };
-    Ok((ws, protocol))
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let ws = WebSocket::from_partially_read(tls, upgraded.tail, Role::Client, Some(config));
+    Ok((ws, upgraded.protocol))
+}
+
+fn upgrade_error(error: UpgradeError, pod: &str) -> ExecError {
+    let pod = pod.to_string();
+    match error {
+        UpgradeError::Refused(status) => ExecError::Rejected {
+            pod,
+            status: Box::new(status),
+        },
+        UpgradeError::Invalid(detail) => ExecError::Handshake { pod, detail },
+        UpgradeError::Io(e) if is_timeout(&e) => {
+            let detail = "timed out waiting for the upgrade answer".into();
+            ExecError::Handshake { pod, detail }
+        }
+        UpgradeError::Io(source) => ExecError::Io { pod, source },
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
@@ -351,57 +368,4 @@ fn tls_handshake(transport: &Transport, mut tcp: TcpStream) -> Result<TlsStream,
         }
     }
     Ok(StreamOwned::new(conn, tcp))
-}
-
-fn upgrade_request(
-    transport: &Transport,
-    url: &str,
-    pod: &str,
-) -> Result<tungstenite::handshake::client::Request, ExecError> {
-    let bad = |detail: String| ExecError::Handshake {
-        pod: pod.to_string(),
-        detail,
-    };
-    let wss = format!("wss://{}", url.trim_start_matches("https://"));
-    let mut request = wss.into_client_request().map_err(|e| bad(e.to_string()))?;
-    let offer = format!("{}, {}", channel::PROTOCOL_V5, channel::PROTOCOL_V4);
-    let offer = HeaderValue::from_str(&offer).map_err(|e| bad(e.to_string()))?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", offer);
-    if let Some(token) = transport.auth.token() {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| bad("the bearer token holds characters not allowed in a header".into()))?;
-        value.set_sensitive(true);
-        request.headers_mut().insert("Authorization", value);
-    }
-    Ok(request)
-}
-
-fn handshake_error<S: tungstenite::handshake::HandshakeRole>(
-    error: HandshakeError<S>,
-    pod: &str,
-) -> ExecError {
-    let pod = pod.to_string();
-    let failure = match error {
-        HandshakeError::Interrupted(_) => {
-            let detail = "timed out waiting for the upgrade answer".into();
-            return ExecError::Handshake { pod, detail };
-        }
-        HandshakeError::Failure(failure) => failure,
-    };
-    match failure {
-        tungstenite::Error::Http(response) => {
-            let body = response.body().as_deref().unwrap_or_default();
-            ExecError::Rejected {
-                pod,
-                status: Box::new(Status::parse(response.status().as_u16(), body)),
-            }
-        }
-        tungstenite::Error::Io(source) => ExecError::Io { pod, source },
-        other => ExecError::Handshake {
-            pod,
-            detail: other.to_string(),
-        },
-    }
 }

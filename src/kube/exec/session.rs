@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use tungstenite::{Message, WebSocket};
 
-use super::{AbortHandle, ExecError, ExecIo, ExecOutcome, TlsStream, IDLE_LIMIT, PING_INTERVAL};
+use super::{
+    is_timeout, AbortHandle, ExecError, ExecIo, ExecOutcome, TlsStream, IDLE_LIMIT, PING_INTERVAL,
+};
 use crate::kube::channel::{self, ExecProtocol, ExitStatus};
 
 /// How long the server may keep the connection open after sending the exit status (2 s).
@@ -318,11 +320,4 @@ impl From<tungstenite::Error> for WriteFailure {
     fn from(e: tungstenite::Error) -> Self {
         WriteFailure::Socket(e)
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
