@@ -15,11 +15,14 @@ use crate::kube::channel::{self, ExecProtocol, ExitStatus};
 
 /// How long the server may keep the connection open after sending the exit status (2 s).
 const STATUS_GRACE: Duration = Duration::from_secs(2);
-/// How often the loop looks for stdin while stdin is open (20 ms).
+/// How often the loop looks for stdin while stdin is open (20 ms), and while it flows (1 ms).
 const STDIN_TICK: Duration = Duration::from_millis(20);
+const STDIN_BUSY_TICK: Duration = Duration::from_millis(1);
 /// Size of one stdin read, and how many reads may wait for the socket.
 const STDIN_CHUNK: usize = 32 << 10;
 const STDIN_QUEUE: usize = 4;
+/// Most stdin chunks sent in a row before output is read again (64, 2 MiB).
+const STDIN_BURST: usize = 64;
 /// Largest error-channel payload kept (64 KiB).
 const MAX_STATUS: usize = 64 << 10;
 
@@ -130,13 +133,14 @@ impl Session {
     /// Moves bytes both ways until the connection ends.
     fn pump(&mut self) -> Result<End, ExecError> {
         loop {
-            if let Err(e) = self.send_stdin() {
-                return self.failed_write(e);
-            }
+            let sent = match self.send_stdin() {
+                Ok(sent) => sent,
+                Err(e) => return self.failed_write(e),
+            };
             if let Some(end) = self.keepalive()? {
                 return Ok(end);
             }
-            self.set_read_timeout();
+            self.set_read_timeout(sent);
             match self.ws.read() {
                 Ok(message) => {
                     self.heard_at = Instant::now();
@@ -161,15 +165,31 @@ impl Session {
         }
     }
 
-    /// Sends what stdin has ready, and the close-stdin message at its end (v5).
+    /// Sends what stdin has ready (at most [`STDIN_BURST`] chunks, then output gets its turn);
+    /// true when something was sent.
     // TODO: a stdin write blocks the loop, so output is not read meanwhile; a command that
     // neither reads its stdin nor stops writing output can stall both sides until the 30 s
     // write timeout cuts the exec (LostStatus). Fine for scripts handed over at the start.
-    fn send_stdin(&mut self) -> Result<(), WriteFailure> {
-        let Some(rx) = &self.stdin else { return Ok(()) };
+    fn send_stdin(&mut self) -> Result<bool, WriteFailure> {
+        let mut sent = false;
+        for _ in 0..STDIN_BURST {
+            if !self.send_stdin_chunk()? {
+                break;
+            }
+            sent = true;
+        }
+        Ok(sent)
+    }
+
+    /// Sends one ready chunk, or the close-stdin message at the end (v5); false when there was
+    /// nothing to send.
+    fn send_stdin_chunk(&mut self) -> Result<bool, WriteFailure> {
+        let Some(rx) = &self.stdin else {
+            return Ok(false);
+        };
         let chunk = match rx.try_recv() {
             Ok(chunk) => chunk,
-            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Empty) => return Ok(false),
             Err(TryRecvError::Disconnected) => StdinChunk::Eof,
         };
         match chunk {
@@ -188,7 +208,7 @@ impl Session {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Pings a quiet connection, gives up a silent one, ends the wait after the status.
@@ -215,12 +235,13 @@ impl Session {
         Ok(None)
     }
 
-    /// Short reads while stdin may have data, else wake up for pings and the status grace.
-    fn set_read_timeout(&mut self) {
-        let wanted = if self.stdin.is_some() {
-            STDIN_TICK
-        } else {
-            PING_INTERVAL.min(STATUS_GRACE)
+    /// Barely wait while stdin flows, short waits while it may, else wake up for pings and the
+    /// status grace.
+    fn set_read_timeout(&mut self, stdin_busy: bool) {
+        let wanted = match (stdin_busy, self.stdin.is_some()) {
+            (true, _) => STDIN_BUSY_TICK,
+            (false, true) => STDIN_TICK,
+            (false, false) => PING_INTERVAL.min(STATUS_GRACE),
         };
         if self.read_timeout != Some(wanted) {
             self.read_timeout = Some(wanted);
