@@ -558,3 +558,26 @@ fn dropped_connection_on_create_is_looked_up_then_retried() {
     let methods: Vec<_> = server.requests().iter().map(|r| r.method.clone()).collect();
     assert_eq!(methods, ["POST", "GET", "POST"]);
 }
+
+#[test]
+fn create_found_after_its_last_failed_try_is_a_success() {
+    let server = ApiServer::start("127.0.0.1:0", server_tls(false), |req, n| {
+        match (req.method.as_str(), n) {
+            ("POST", _) => Reply::json(500, status_body(500, "InternalError", "etcd timeout")),
+            // Not there after the first four tries, there after the fifth.
+            ("GET", 9) => Reply::json(200, pod("ci-1", "11")),
+            _ => Reply::json(404, status_body(404, "NotFound", "pods \"ci-1\" not found")),
+        }
+    });
+    let client = token_client(&server.url(), "t");
+    let created = client
+        .create_pod("ci", &pod("ci-1", ""))
+        .expect("found at last");
+    assert_eq!(created["metadata"]["resourceVersion"], "11");
+    let posts = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 5);
+}

@@ -245,9 +245,10 @@ impl Transport {
                 }
             }
             let fate = create_fate(&failed);
-            if attempt >= self.retry.tries || matches!(fate, CreateFate::Final) {
+            if matches!(fate, CreateFate::Final) {
                 return Err(failed.into_error(&req.action));
             }
+            // Even after the last try: the object may exist, and then the create succeeded.
             if matches!(fate, CreateFate::Unknown) {
                 uncertain = true;
                 log::debug!(
@@ -260,6 +261,9 @@ impl Transport {
                     Lookup::Failed(e) => log::debug!("{}: lookup failed: {e}", req.action),
                     Lookup::CannotTell => return Err(failed.into_error(&req.action)),
                 }
+            }
+            if attempt >= self.retry.tries {
+                return Err(failed.into_error(&req.action));
             }
             self.pause(&req.action, attempt, failed.retry_after());
         }
