@@ -6,12 +6,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::RunnerConfig;
-use crate::coordinator::client::{CancelState, Client as Coordinator, FailureReason};
-use crate::coordinator::poller::Poller;
 use crate::coordinator::job::Job;
+use crate::coordinator::messages::{CancelState, FailureReason};
+use crate::coordinator::poller::Poller;
 use crate::coordinator::trace_sender::{
     CancelWatch, JobResult, TraceOptions, TraceSender, TraceSource,
 };
+use crate::coordinator::Client as Coordinator;
 use crate::coordinator::CoordinatorError;
 use crate::executor::job::{run_job, FailureKind, JobIo, JobOutcome, JobSpec};
 use crate::executor::supervisor::CancelSource;
@@ -24,9 +25,15 @@ use crate::trace::{Spool, TraceWriter};
 #[derive(Debug)]
 pub enum ServiceError {
     /// The entry lacks what talking to the coordinator needs.
-    Incomplete { runner: String, missing: &'static str },
+    Incomplete {
+        runner: String,
+        missing: &'static str,
+    },
     /// The coordinator URL cannot be used.
-    Coordinator { runner: String, source: CoordinatorError },
+    Coordinator {
+        runner: String,
+        source: CoordinatorError,
+    },
     /// No Kubernetes credentials could be set up.
     Kubernetes { runner: String, source: KubeError },
 }
@@ -61,30 +68,54 @@ impl Runner {
     /// Sets up the coordinator and Kubernetes clients of `config`.
     pub fn new(config: RunnerConfig) -> Result<Runner, ServiceError> {
         let name = config.name.clone();
-        let url = config
-            .url
-            .clone()
-            .ok_or(ServiceError::Incomplete { runner: name.clone(), missing: "url" })?;
-        let token = config
-            .token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .ok_or(ServiceError::Incomplete { runner: name.clone(), missing: "token" })?;
-        let coordinator = Coordinator::new(&url)
-            .map_err(|source| ServiceError::Coordinator { runner: name.clone(), source })?;
-        let kube = Kube::from_config(&config.kubernetes)
-            .map_err(|source| ServiceError::Kubernetes { runner: name, source })?;
-        Ok(Runner { config, coordinator, kube, token })
+        let url = config.url.clone().ok_or(ServiceError::Incomplete {
+            runner: name.clone(),
+            missing: "url",
+        })?;
+        let token =
+            config
+                .token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .ok_or(ServiceError::Incomplete {
+                    runner: name.clone(),
+                    missing: "token",
+                })?;
+        let coordinator = Coordinator::new(&url).map_err(|source| ServiceError::Coordinator {
+            runner: name.clone(),
+            source,
+        })?;
+        let kube =
+            Kube::from_config(&config.kubernetes).map_err(|source| ServiceError::Kubernetes {
+                runner: name,
+                source,
+            })?;
+        Ok(Runner {
+            config,
+            coordinator,
+            kube,
+            token,
+        })
     }
 
     /// A poller that asks the coordinator for this entry's jobs every `check_interval`.
     pub fn poller(&self, check_interval: Duration) -> Poller {
-        Poller::new(self.coordinator.clone(), &self.config.name, self.token.clone(), check_interval)
+        Poller::new(
+            self.coordinator.clone(),
+            &self.config.name,
+            self.token.clone(),
+            check_interval,
+        )
     }
 
     /// Runs `job` to its end and reports its result; returns the outcome.
     pub fn process(&self, job: &Job, concurrent_id: u32, shutdown: &AtomicBool) -> JobOutcome {
-        log::info!("job {} ({}): starting on runner {:?}", job.id, job.job_info.name, self.config.name);
+        log::info!(
+            "job {} ({}): starting on runner {:?}",
+            job.id,
+            job.job_info.name,
+            self.config.name
+        );
         let spool = match Spool::new() {
             Ok(spool) => spool,
             Err(err) => return self.report_without_trace(job, err),
@@ -102,13 +133,27 @@ impl Runner {
             Err(err) => return self.report_without_trace(job, err),
         };
         let cancel = CoordinatorCancel(sender.cancel_watch());
-        let spec =
-            JobSpec { runner: &self.config, job, client: &self.kube, concurrent_id };
-        let outcome = run_job(&spec, &JobIo { trace: &trace, cancel: &cancel, shutdown });
+        let spec = JobSpec {
+            runner: &self.config,
+            job,
+            client: &self.kube,
+            concurrent_id,
+        };
+        let outcome = run_job(
+            &spec,
+            &JobIo {
+                trace: &trace,
+                cancel: &cancel,
+                shutdown,
+            },
+        );
         trace.flush_pending();
         log::info!("job {}: {}", job.id, describe(&outcome));
         if let Err(err) = sender.finish(result_of(&outcome)) {
-            log::error!("job {}: the coordinator did not take the final state: {err}", job.id);
+            log::error!(
+                "job {}: the coordinator did not take the final state: {err}",
+                job.id
+            );
         }
         outcome
     }
@@ -116,10 +161,17 @@ impl Runner {
     fn report_without_trace(&self, job: &Job, err: std::io::Error) -> JobOutcome {
         let message = format!("the runner cannot keep the job's log: {err}");
         log::error!("job {}: {message}", job.id);
-        if let Err(err) = self.coordinator.fail_unparseable(job.id, &job.token, &message) {
+        if let Err(err) = self
+            .coordinator
+            .fail_unparseable(job.id, &job.token, &message)
+        {
             log::error!("job {}: reporting the failure failed: {err}", job.id);
         }
-        JobOutcome::Failed { kind: FailureKind::System, exit_code: None, message }
+        JobOutcome::Failed {
+            kind: FailureKind::System,
+            exit_code: None,
+            message,
+        }
     }
 }
 
@@ -148,7 +200,9 @@ impl CancelSource for CoordinatorCancel {
 pub fn result_of(outcome: &JobOutcome) -> JobResult {
     match outcome {
         JobOutcome::Success => JobResult::success(),
-        JobOutcome::Failed { kind, exit_code, .. } => {
+        JobOutcome::Failed {
+            kind, exit_code, ..
+        } => {
             let reason = match kind {
                 FailureKind::Script => FailureReason::ScriptFailure,
                 FailureKind::System => FailureReason::RunnerSystemFailure,
@@ -178,7 +232,10 @@ pub struct Slots {
 impl Slots {
     /// `count` free slots.
     pub fn new(count: u32) -> Slots {
-        Slots { used: Mutex::new(vec![false; count.max(1) as usize]), freed: Condvar::new() }
+        Slots {
+            used: Mutex::new(vec![false; count.max(1) as usize]),
+            freed: Condvar::new(),
+        }
     }
 
     /// Takes a free slot, if any.
@@ -213,7 +270,9 @@ impl Slots {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<bool>> {
         // A bool per slot cannot be left half-written; keep using it after a panic elsewhere.
-        self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.used
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -245,7 +304,11 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_failure_reasons() {
-        let failed = |kind| JobOutcome::Failed { kind, exit_code: Some(3), message: String::new() };
+        let failed = |kind| JobOutcome::Failed {
+            kind,
+            exit_code: Some(3),
+            message: String::new(),
+        };
         assert_eq!(result_of(&JobOutcome::Success), JobResult::success());
         assert_eq!(
             result_of(&failed(FailureKind::Script)),

@@ -41,7 +41,11 @@ pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandEr
         return Ok(());
     };
     let config = load_config(globals)?;
-    let entry = pick_runner(&config.runners, &options, &config.path.display().to_string())?;
+    let entry = pick_runner(
+        &config.runners,
+        &options,
+        &config.path.display().to_string(),
+    )?;
     let runner = Runner::new(entry).map_err(|err| CommandError::Failed(Box::new(err)))?;
     signals::install();
     serve(&runner, &options, config.check_interval)
@@ -88,8 +92,8 @@ fn parse(args: &mut lexopt::Parser) -> Result<Option<Options>, CommandError> {
             Long("token") => options.token = Some(Secret::new(args.value()?.string()?)),
             Long("max-builds") => options.max_builds = args.value()?.parse()?,
             Long("wait-timeout") => {
-                options.wait_timeout = Some(Duration::from_secs(args.value()?.parse()?))
-                    .filter(|d| !d.is_zero());
+                options.wait_timeout =
+                    Some(Duration::from_secs(args.value()?.parse()?)).filter(|d| !d.is_zero());
             }
             Short('h') | Long("help") => {
                 print!("{USAGE}");
@@ -99,7 +103,10 @@ fn parse(args: &mut lexopt::Parser) -> Result<Option<Options>, CommandError> {
         }
     }
     if options.token.is_none() {
-        options.token = std::env::var("RUNNER_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new);
+        options.token = std::env::var("RUNNER_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
     }
     Ok(Some(options))
 }
@@ -112,13 +119,17 @@ fn pick_runner(
     path: &str,
 ) -> Result<RunnerConfig, CommandError> {
     let mut entry = match &options.runner {
-        Some(name) => runners.iter().find(|r| &r.name == name).cloned().ok_or_else(|| {
-            let names: Vec<&str> = runners.iter().map(|r| r.name.as_str()).collect();
-            CommandError::Usage(format!(
-                "no runner named {name:?} in {path} (runners: {})",
-                names.join(", ")
-            ))
-        })?,
+        Some(name) => runners
+            .iter()
+            .find(|r| &r.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<&str> = runners.iter().map(|r| r.name.as_str()).collect();
+                CommandError::Usage(format!(
+                    "no runner named {name:?} in {path} (runners: {})",
+                    names.join(", ")
+                ))
+            })?,
         None if runners.len() == 1 => runners[0].clone(),
         None => {
             return Err(CommandError::Usage(format!(

@@ -33,11 +33,15 @@ pub fn cleanup(client: &Client, created: &Created, grace_secs: Option<i64>) -> C
     let mut report = CleanupReport::default();
     if let Some(pod) = created.pod.as_deref().filter(|name| !name.is_empty()) {
         let what = format!("pod {ns}/{pod}");
-        retry(&what, deadline, &mut report, || client.delete_pod(ns, pod, grace_secs));
+        retry(&what, deadline, &mut report, || {
+            client.delete_pod(ns, pod, grace_secs)
+        });
     }
     for secret in created.secrets.iter().filter(|name| !name.is_empty()) {
         let what = format!("secret {ns}/{secret}");
-        retry(&what, deadline, &mut report, || client.delete_secret(ns, secret));
+        retry(&what, deadline, &mut report, || {
+            client.delete_secret(ns, secret)
+        });
     }
     report
 }
@@ -60,7 +64,9 @@ fn retry<E: std::fmt::Display>(
             }
             Err(err) => {
                 log::error!("giving up deleting {what}: {err}");
-                report.failures.push(format!("could not delete {what}: {err}"));
+                report
+                    .failures
+                    .push(format!("could not delete {what}: {err}"));
                 return;
             }
         }

@@ -40,8 +40,10 @@ pub fn restore_cache(
     cache_dir: &str,
     caches: &[ResolvedCache],
 ) -> Result<Option<String>, ScriptError> {
-    let pulls: Vec<&ResolvedCache> =
-        caches.iter().filter(|c| c.policy != CachePolicy::Push).collect();
+    let pulls: Vec<&ResolvedCache> = caches
+        .iter()
+        .filter(|c| c.policy != CachePolicy::Push)
+        .collect();
     if pulls.is_empty() {
         return Ok(None);
     }
@@ -60,19 +62,32 @@ pub fn restore_cache(
 }
 
 /// Saves each cache entry that pushes; run only when the job succeeded.
-pub fn save_cache(ctx: &ScriptContext, cache_dir: &str, caches: &[ResolvedCache]) -> Option<String> {
-    let pushes: Vec<&ResolvedCache> =
-        caches.iter().filter(|c| c.policy != CachePolicy::Pull).collect();
+pub fn save_cache(
+    ctx: &ScriptContext,
+    cache_dir: &str,
+    caches: &[ResolvedCache],
+) -> Option<String> {
+    let pushes: Vec<&ResolvedCache> = caches
+        .iter()
+        .filter(|c| c.policy != CachePolicy::Pull)
+        .collect();
     if pushes.is_empty() {
         return None;
     }
     let mut s = head(ctx);
     for cache in pushes {
         let file = cache_file(cache_dir, cache);
-        s.push_str(&format!("echo \"Saving cache for key \"{}\"...\"\n", quote(&cache.key_path)));
+        s.push_str(&format!(
+            "echo \"Saving cache for key \"{}\"...\"\n",
+            quote(&cache.key_path)
+        ));
         s.push_str(&format!("mkdir -p \"$(dirname {})\"\n", quote(&file)));
         let archive = archive_command(&cache.paths, cache.untracked, &format!("{file}.tmp"));
-        s.push_str(&format!("{archive} && mv -f {} {}\n", quote(&format!("{file}.tmp")), quote(&file)));
+        s.push_str(&format!(
+            "{archive} && mv -f {} {}\n",
+            quote(&format!("{file}.tmp")),
+            quote(&file)
+        ));
     }
     Some(s)
 }
@@ -87,7 +102,9 @@ pub fn download_artifacts(ctx: &ScriptContext, url: &str) -> Result<Option<Strin
     let mut s = head(ctx);
     for dep in &job.dependencies {
         let token_file = ctx.layout.script_path(&format!("tokens/job-{}", dep.id));
-        let zip = ctx.layout.script_path(&format!("dependency-{}.zip", dep.id));
+        let zip = ctx
+            .layout
+            .script_path(&format!("dependency-{}.zip", dep.id));
         write_secret_file(&mut s, &token_file, dep.token.expose());
         s.push_str(&format!(
             "echo \"Downloading artifacts of {} (job {})...\"\n",
@@ -162,8 +179,11 @@ pub fn applies(when: When, succeeded: bool) -> bool {
 fn head(ctx: &ScriptContext) -> String {
     let mut s = String::from("# file stage written by alloy-runner\nset -e\n");
     s.push_str(&format!("BIN={}\n", quote(&helper_binary(ctx))));
-    s.push_str(&format!("CI_PROJECT_DIR={}\n", quote(&ctx.layout.project_dir)));
-    s.push_str(&format!("mkdir -p \"$CI_PROJECT_DIR\" && cd \"$CI_PROJECT_DIR\"\n"));
+    s.push_str(&format!(
+        "CI_PROJECT_DIR={}\n",
+        quote(&ctx.layout.project_dir)
+    ));
+    s.push_str("mkdir -p \"$CI_PROJECT_DIR\" && cd \"$CI_PROJECT_DIR\"\n");
     s.push_str(
         "retry() { n=$1; shift; i=1; until \"$@\"; do \
          [ \"$i\" -ge \"$n\" ] && return 1; i=$((i+1)); \
@@ -193,7 +213,11 @@ fn write_secret_file(s: &mut String, path: &str, value: &str) {
 }
 
 fn cache_file(cache_dir: &str, cache: &ResolvedCache) -> String {
-    format!("{}/{}/cache.zip", cache_dir.trim_end_matches('/'), cache.key_path)
+    format!(
+        "{}/{}/cache.zip",
+        cache_dir.trim_end_matches('/'),
+        cache.key_path
+    )
 }
 
 #[cfg(test)]

@@ -29,7 +29,11 @@ pub enum JobOutcome {
     /// The script reported exit status 0.
     Success,
     /// The job failed; `exit_code` is the script's when it reported one.
-    Failed { kind: FailureKind, exit_code: Option<i32>, message: String },
+    Failed {
+        kind: FailureKind,
+        exit_code: Option<i32>,
+        message: String,
+    },
 }
 
 /// Why a job failed, as the coordinator's `failure_reason` distinguishes it.
@@ -84,10 +88,23 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
         Some(token) => spec.client.with_bearer_token(token.clone()),
         None => spec.client.clone(),
     };
-    let mut created = Created { namespace: plan.namespace.clone(), ..Default::default() };
-    let run = PodRun { spec, io, client: &client, layout: &layout, variables: &variables };
+    let mut created = Created {
+        namespace: plan.namespace.clone(),
+        ..Default::default()
+    };
+    let run = PodRun {
+        spec,
+        io,
+        client: &client,
+        layout: &layout,
+        variables: &variables,
+    };
     let outcome = run.create_and_run(plan, &mut created, deadline);
-    let report = cleanup(&client, &created, spec.runner.kubernetes.termination_grace_period_seconds);
+    let report = cleanup(
+        &client,
+        &created,
+        spec.runner.kubernetes.termination_grace_period_seconds,
+    );
     for failure in &report.failures {
         io.trace.warning(failure);
     }
@@ -103,7 +120,12 @@ struct PodRun<'a> {
 }
 
 impl PodRun<'_> {
-    fn create_and_run(&self, plan: PodPlan, created: &mut Created, deadline: Instant) -> JobOutcome {
+    fn create_and_run(
+        &self,
+        plan: PodPlan,
+        created: &mut Created,
+        deadline: Instant,
+    ) -> JobOutcome {
         let trace = self.io.trace;
         let ns = plan.namespace.clone();
         trace.say(&format!("Using Kubernetes namespace: {ns}"));
@@ -132,8 +154,10 @@ impl PodRun<'_> {
             created.secrets.push(name.clone());
             use_created_secret(&mut pod, secret, &name);
         }
-        let answer =
-            self.client.create_pod(ns, &pod).map_err(|err| format!("creating the pod: {err}"))?;
+        let answer = self
+            .client
+            .create_pod(ns, &pod)
+            .map_err(|err| format!("creating the pod: {err}"))?;
         let name = object_name(&answer);
         if name.is_empty() {
             return Err("the API answered the pod create without a pod name".to_string());
@@ -161,8 +185,12 @@ impl PodRun<'_> {
         trace.say(&format!("Running on {pod} via {}...", hostname()));
         std::thread::scope(|scope| {
             scope.spawn(|| supervisor.monitor(self.client, ns, pod, k8s.poll_interval));
-            let target =
-                PodTarget { client: self.client, namespace: ns, pod, scripts_dir: &self.layout.scripts_dir };
+            let target = PodTarget {
+                client: self.client,
+                namespace: ns,
+                pod,
+                scripts_dir: &self.layout.scripts_dir,
+            };
             let outcome = self.run_stages(&target, supervisor);
             supervisor.finish();
             outcome
@@ -178,7 +206,11 @@ impl PodRun<'_> {
     }
 
     fn run_stages(&self, target: &PodTarget, supervisor: &Supervisor) -> JobOutcome {
-        let ctx = ScriptContext { job: self.spec.job, variables: self.variables, layout: self.layout };
+        let ctx = ScriptContext {
+            job: self.spec.job,
+            variables: self.variables,
+            layout: self.layout,
+        };
         let outcome = match self.get_sources(target, &ctx, supervisor) {
             Ok(()) => self.user_script(target, &ctx, supervisor),
             Err(outcome) => outcome,
@@ -193,19 +225,36 @@ impl PodRun<'_> {
         ctx: &ScriptContext,
         supervisor: &Supervisor,
     ) -> Result<(), JobOutcome> {
-        let bad_variable = |err: script::ScriptError| failed(FailureKind::Script, None, err.to_string());
+        let bad_variable =
+            |err: script::ScriptError| failed(FailureKind::Script, None, err.to_string());
         let script = script::get_sources(ctx).map_err(bad_variable)?;
-        let attempts = script::attempts(self.variables, "GET_SOURCES_ATTEMPTS").map_err(bad_variable)?;
-        let section = Section::start(self.io.trace, self.spec.job, "get_sources", "Getting source from Git repository");
+        let attempts =
+            script::attempts(self.variables, "GET_SOURCES_ATTEMPTS").map_err(bad_variable)?;
+        let section = Section::start(
+            self.io.trace,
+            self.spec.job,
+            "get_sources",
+            "Getting source from Git repository",
+        );
         let mut result = Ok(());
         for attempt in 1..=attempts {
             if attempt > 1 {
-                self.io.trace.say(&format!("Retrying getting sources (attempt {attempt} of {attempts})..."));
+                self.io.trace.say(&format!(
+                    "Retrying getting sources (attempt {attempt} of {attempts})..."
+                ));
             }
-            let stage = Stage { name: "get_sources", container: "helper", script: script.clone() };
+            let stage = Stage {
+                name: "get_sources",
+                container: "helper",
+                script: script.clone(),
+            };
             result = match run_stage(target, stage, self.io.trace, &supervisor.signal()) {
                 Ok(0) => Ok(()),
-                Ok(code) => Err(failed(FailureKind::Script, Some(code), format!("getting sources failed with exit code {code}"))),
+                Ok(code) => Err(failed(
+                    FailureKind::Script,
+                    Some(code),
+                    format!("getting sources failed with exit code {code}"),
+                )),
                 Err(err) => return Err(self.stage_error(err, supervisor, "get_sources")),
             };
             if result.is_ok() {
@@ -216,7 +265,12 @@ impl PodRun<'_> {
         result
     }
 
-    fn user_script(&self, target: &PodTarget, ctx: &ScriptContext, supervisor: &Supervisor) -> JobOutcome {
+    fn user_script(
+        &self,
+        target: &PodTarget,
+        ctx: &ScriptContext,
+        supervisor: &Supervisor,
+    ) -> JobOutcome {
         let commands: Vec<String> = self
             .spec
             .job
@@ -225,8 +279,17 @@ impl PodRun<'_> {
             .filter(|step| step.name != "after_script")
             .flat_map(|step| step.script.iter().cloned())
             .collect();
-        let section = Section::start(self.io.trace, self.spec.job, "step_script", "Executing \"step_script\" stage of the job script");
-        let stage = Stage { name: "step_script", container: "build", script: script::user_step(ctx, &commands) };
+        let section = Section::start(
+            self.io.trace,
+            self.spec.job,
+            "step_script",
+            "Executing \"step_script\" stage of the job script",
+        );
+        let stage = Stage {
+            name: "step_script",
+            container: "build",
+            script: script::user_step(ctx, &commands),
+        };
         let result = run_stage(target, stage, self.io.trace, &supervisor.signal());
         section.end();
         match result {
@@ -236,27 +299,61 @@ impl PodRun<'_> {
         }
     }
 
-    fn after_script(&self, target: &PodTarget, ctx: &ScriptContext, supervisor: &Supervisor, outcome: &JobOutcome) {
-        let Some(step) = self.spec.job.steps.iter().find(|s| s.name == "after_script") else { return };
+    fn after_script(
+        &self,
+        target: &PodTarget,
+        ctx: &ScriptContext,
+        supervisor: &Supervisor,
+        outcome: &JobOutcome,
+    ) {
+        let Some(step) = self
+            .spec
+            .job
+            .steps
+            .iter()
+            .find(|s| s.name == "after_script")
+        else {
+            return;
+        };
         if step.script.is_empty() || step.when == When::Manual {
             return;
         }
         let reason = supervisor.signal().reason();
-        if matches!(reason, Some(StopReason::PodBroken(_)) | Some(StopReason::Shutdown)) {
+        if matches!(
+            reason,
+            Some(StopReason::PodBroken(_)) | Some(StopReason::Shutdown)
+        ) {
             return;
         }
         let status = match outcome {
             JobOutcome::Success => "success",
-            JobOutcome::Failed { kind: FailureKind::Canceled, .. } => "canceled",
+            JobOutcome::Failed {
+                kind: FailureKind::Canceled,
+                ..
+            } => "canceled",
             JobOutcome::Failed { .. } => "failed",
         };
         let signal = supervisor.begin_phase(Instant::now() + AFTER_SCRIPT_TIMEOUT);
-        let section = Section::start(self.io.trace, self.spec.job, "after_script", "Running after_script");
-        let stage = Stage { name: "after_script", container: "build", script: script::after_step(ctx, &step.script, status) };
+        let section = Section::start(
+            self.io.trace,
+            self.spec.job,
+            "after_script",
+            "Running after_script",
+        );
+        let stage = Stage {
+            name: "after_script",
+            container: "build",
+            script: script::after_step(ctx, &step.script, status),
+        };
         match run_stage(target, stage, self.io.trace, &signal) {
             Ok(0) => {}
-            Ok(code) => self.io.trace.warning(&format!("after_script failed with exit code {code} (ignored)")),
-            Err(err) => self.io.trace.warning(&format!("after_script did not finish: {err} (ignored)")),
+            Ok(code) => self.io.trace.warning(&format!(
+                "after_script failed with exit code {code} (ignored)"
+            )),
+            Err(err) => self
+                .io
+                .trace
+                .warning(&format!("after_script did not finish: {err} (ignored)")),
         }
         section.end();
     }
@@ -277,12 +374,25 @@ impl PodRun<'_> {
             Some(StopReason::Timeout) => failed(
                 FailureKind::Timeout,
                 None,
-                format!("execution took longer than {}s (during {during})", self.spec.job.timeout_secs),
+                format!(
+                    "execution took longer than {}s (during {during})",
+                    self.spec.job.timeout_secs
+                ),
             ),
-            Some(StopReason::Canceled { .. }) => failed(FailureKind::Canceled, None, "canceled".into()),
+            Some(StopReason::Canceled { .. }) => {
+                failed(FailureKind::Canceled, None, "canceled".into())
+            }
             Some(StopReason::PodBroken(message)) => failed(FailureKind::System, None, message),
-            Some(StopReason::Shutdown) => failed(FailureKind::System, None, "the runner is shutting down".into()),
-            None => failed(FailureKind::System, None, format!("{during} was interrupted")),
+            Some(StopReason::Shutdown) => failed(
+                FailureKind::System,
+                None,
+                "the runner is shutting down".into(),
+            ),
+            None => failed(
+                FailureKind::System,
+                None,
+                format!("{during} was interrupted"),
+            ),
         }
     }
 }
@@ -300,12 +410,17 @@ impl<'a> Section<'a> {
             trace.raw(format!("section_start:{}:{name}\r\x1b[0K", unix_now()).as_bytes());
         }
         trace.notice(title);
-        Section { trace, name, markers: job.trace_sections }
+        Section {
+            trace,
+            name,
+            markers: job.trace_sections,
+        }
     }
 
     fn end(self) {
         if self.markers {
-            self.trace.raw(format!("section_end:{}:{}\r\x1b[0K", unix_now(), self.name).as_bytes());
+            self.trace
+                .raw(format!("section_end:{}:{}\r\x1b[0K", unix_now(), self.name).as_bytes());
         }
     }
 }
@@ -325,11 +440,19 @@ fn finish(trace: &TraceWriter, outcome: JobOutcome) -> JobOutcome {
 }
 
 fn failed(kind: FailureKind, exit_code: Option<i32>, message: String) -> JobOutcome {
-    JobOutcome::Failed { kind, exit_code, message }
+    JobOutcome::Failed {
+        kind,
+        exit_code,
+        message,
+    }
 }
 
 fn object_name(object: &Value) -> String {
-    object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string()
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn hostname() -> String {
@@ -339,5 +462,8 @@ fn hostname() -> String {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -73,7 +73,7 @@ pub fn run_stage(
     trace.flush_pending();
     match result {
         Ok(outcome) => Ok(outcome.exit_code),
-        Err(ExecError::Aborted) => Err(StageError::Aborted),
+        Err(ExecError::Aborted { .. }) => Err(StageError::Aborted),
         Err(err) if stop.reason().is_some() => {
             log::debug!("stage {} ended after a stop: {err}", stage.name);
             Err(StageError::Aborted)

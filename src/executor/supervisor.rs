@@ -45,7 +45,10 @@ impl Supervisor {
     /// A supervisor whose first phase ends at `deadline`.
     pub fn new(deadline: Instant) -> Supervisor {
         Supervisor {
-            phase: Mutex::new(Phase { signal: StopSignal::new(), deadline }),
+            phase: Mutex::new(Phase {
+                signal: StopSignal::new(),
+                deadline,
+            }),
             broken: Mutex::new(None),
             done: AtomicBool::new(false),
         }
@@ -63,7 +66,10 @@ impl Supervisor {
         if let Some(message) = lock(&self.broken).clone() {
             signal.stop(StopReason::PodBroken(message));
         }
-        *lock(&self.phase) = Phase { signal: signal.clone(), deadline };
+        *lock(&self.phase) = Phase {
+            signal: signal.clone(),
+            deadline,
+        };
         signal
     }
 
@@ -97,8 +103,11 @@ impl Supervisor {
 
     /// Watches the pod until [`Supervisor::finish`]; a failure stops the current phase.
     pub fn monitor(&self, client: &Client, namespace: &str, pod: &str, poll_interval: Duration) {
-        let mut watch = match client.watch_pod(namespace, pod, poll_interval) {
-            Ok(watch) => watch,
+        let mut watch = match client.watch_pod(namespace, pod) {
+            Ok(watch) => {
+                watch.set_poll_interval(poll_interval);
+                watch
+            }
             Err(err) => {
                 log::warn!("cannot watch pod {namespace}/{pod} while the job runs: {err}");
                 return;
@@ -125,11 +134,15 @@ impl Supervisor {
 
     fn mark_broken(&self, message: String) {
         *lock(&self.broken) = Some(message.clone());
-        lock(&self.phase).signal.stop(StopReason::PodBroken(message));
+        lock(&self.phase)
+            .signal
+            .stop(StopReason::PodBroken(message));
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values stay consistent even if a holder panicked; keep going.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

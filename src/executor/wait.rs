@@ -63,20 +63,30 @@ pub fn wait_for_pod(
 ) -> Result<Value, WaitError> {
     let started = Instant::now();
     let deadline = started + w.poll_timeout;
-    let mut watch = w.client.watch_pod(w.namespace, w.pod, w.poll_interval).map_err(WaitError::Api)?;
+    let mut watch = w
+        .client
+        .watch_pod(w.namespace, w.pod)
+        .map_err(WaitError::Api)?;
+    watch.set_poll_interval(w.poll_interval);
     let mut last = String::from("pod is Pending");
     loop {
         if stop.reason().is_some() {
             return Err(WaitError::Stopped);
         }
         if Instant::now() >= deadline {
-            return Err(WaitError::Timeout { waited: started.elapsed(), last });
+            return Err(WaitError::Timeout {
+                waited: started.elapsed(),
+                last,
+            });
         }
         let event = watch.next(WATCH_TICK).map_err(WaitError::Api)?;
         let pod = match event {
             None => continue,
             Some(PodEvent::Deleted(_)) => {
-                return Err(WaitError::Lost(format!("pod {} was deleted before it ran", w.pod)))
+                return Err(WaitError::Lost(format!(
+                    "pod {} was deleted before it ran",
+                    w.pod
+                )))
             }
             Some(PodEvent::Updated(pod)) => pod,
         };
@@ -84,7 +94,10 @@ pub fn wait_for_pod(
             StartState::Ready => return Ok(pod),
             StartState::Starting(text) | StartState::Unschedulable(text) => {
                 if text != last {
-                    trace.say(&format!("Waiting for pod {}/{}: {text}", w.namespace, w.pod));
+                    trace.say(&format!(
+                        "Waiting for pod {}/{}: {text}",
+                        w.namespace, w.pod
+                    ));
                     last = text;
                 }
             }
@@ -114,7 +127,9 @@ pub fn print_warning_events(w: &WaitFor, trace: &TraceWriter) {
 
 fn classify_failure(pod: &Value, message: String) -> WaitError {
     let phase = pod.pointer("/status/phase").and_then(Value::as_str);
-    let deleting = pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    let deleting = pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
     if deleting || phase == Some("Failed") {
         WaitError::Lost(message)
     } else {
