@@ -22,5 +22,8 @@ lint: ## rustfmt check and clippy only
 fmt: ## format the code
 	$(CARGO) fmt --all
 
+sim: ## serve the Kubernetes API simulator in the foreground (SIM_ADDR, SIM_KUBECONFIG, SIM_TLS, SIM_TOKEN)
+	$(CARGO) run -p kube-sim --bin kube-sim
+
 clean: ## remove build output
 	$(CARGO) clean

@@ -168,6 +168,11 @@ impl ApiError {
         e
     }
 
+    /// An error the kubelet gave, with its own code and reason.
+    pub fn from_refusal(code: u16, reason: &str, message: String) -> Self {
+        Self::new(code, reason, message, None)
+    }
+
     /// The HTTP response carrying this error.
     pub fn response(&self) -> Response {
         let mut r = Response::json(self.code, &self.status);

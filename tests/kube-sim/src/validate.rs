@@ -72,6 +72,11 @@ pub fn validate_pod(pod: &Value) -> Result<(), Vec<Cause>> {
     }
 }
 
+/// The strict Pod schema's findings alone (unknown fields, wrong types, enums).
+pub fn schema_violations(pod: &Value) -> Vec<Violation> {
+    schema::check(pod_schema(), pod)
+}
+
 fn pod_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
