@@ -15,10 +15,6 @@ use crate::kubelet::ExecProcess;
 use crate::status::ApiError;
 use crate::tls::Stream;
 
-/// Subprotocol names (staging/src/k8s.io/apimachinery/pkg/util/remotecommand/constants.go).
-const V5: &str = "v5.channel.k8s.io";
-const V4: &str = "v4.channel.k8s.io";
-
 /// A checked exec request with its process already started.
 pub struct ExecPlan {
     key: String,
@@ -120,10 +116,10 @@ fn choose_protocol(request: &Request, v4_only: bool) -> Result<Protocol, ApiErro
         .flat_map(|(_, v)| v.split(','))
         .map(str::trim)
         .collect();
-    if offered.contains(&V5) && !v4_only {
+    if offered.contains(&Protocol::V5.name()) && !v4_only {
         return Ok(Protocol::V5);
     }
-    if offered.contains(&V4) {
+    if offered.contains(&Protocol::V4.name()) {
         return Ok(Protocol::V4);
     }
     Err(ApiError::bad_request(format!(
@@ -133,10 +129,7 @@ fn choose_protocol(request: &Request, v4_only: bool) -> Result<Protocol, ApiErro
 
 /// Answers 101 and hands the connection to the exec stream until the command ends.
 pub fn run(plan: ExecPlan, mut conn: Conn<Stream>) {
-    let protocol = match plan.protocol {
-        Protocol::V5 => V5,
-        Protocol::V4 => V4,
-    };
+    let protocol = plan.protocol.name();
     let head = format!(
         "{}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n",
         http::status_line(101),
@@ -152,7 +145,8 @@ pub fn run(plan: ExecPlan, mut conn: Conn<Stream>) {
     }
     let early = conn.take_buffered();
     let ws = WebSocket::from_partially_read(conn.stream, early, Role::Server, None);
-    exec_stream::serve(ws, plan.protocol, plan.process, plan.faults);
+    // How it ended (completed, dropped by a fault, client gone) shows on the client's side.
+    let _ending = exec_stream::serve(ws, plan.protocol, plan.process, plan.faults);
 }
 
 #[cfg(test)]
