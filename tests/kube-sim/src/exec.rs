@@ -2,6 +2,7 @@
 //! answer, then the kubelet's stream (`exec_stream`).
 
 use std::io::Write;
+use std::time::Duration;
 
 use serde_json::Value;
 use tungstenite::handshake::derive_accept_key;
@@ -14,6 +15,9 @@ use crate::http::{self, Conn, Request};
 use crate::kubelet::ExecProcess;
 use crate::status::ApiError;
 use crate::tls::Stream;
+
+/// Read timeout on an exec connection: the longest output waits for a quiet client.
+const EXEC_READ_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// A checked exec request with its process already started.
 pub struct ExecPlan {
@@ -139,6 +143,15 @@ pub fn run(plan: ExecPlan, mut conn: Conn<Stream>) {
         .stream
         .write_all(head.as_bytes())
         .and_then(|_| conn.stream.flush())
+        .is_err()
+    {
+        return;
+    }
+    // The stream writes pending output whenever a read times out, so reads must time out soon.
+    if conn
+        .stream
+        .tcp()
+        .set_read_timeout(Some(EXEC_READ_TIMEOUT))
         .is_err()
     {
         return;
