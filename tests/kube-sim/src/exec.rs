@@ -23,9 +23,20 @@ const EXEC_READ_TIMEOUT: Duration = Duration::from_millis(10);
 pub struct ExecPlan {
     key: String,
     protocol: Protocol,
-    process: ExecProcess,
+    target: Target,
     faults: ExecFaults,
 }
+
+/// What the upgraded connection serves.
+enum Target {
+    /// The started command.
+    Process(ExecProcess),
+    /// A refusal sent as a Failure Status on channel 3 (v5: the translator upgrades first).
+    Refused(String),
+}
+
+/// How the kubelet words a container that is not running (it answers before any upgrade).
+const NOT_RUNNING: &str = "unable to upgrade connection";
 
 /// Checks an exec request and starts the command; refusals are HTTP errors before any upgrade.
 pub fn plan(
@@ -53,19 +64,29 @@ pub fn plan(
     let key = websocket_key(request)?;
     let protocol = choose_protocol(request, ctx.v4_only_exec)?;
 
-    let process = ctx
-        .node
-        .exec(namespace, name, &container, &command, request.flag("stdin"))
-        .map_err(|refusal| {
-            ApiError::from_refusal(refusal.code, &refusal.reason, refusal.message)
-        })?;
+    let stdin = request.flag("stdin");
+    let target = match ctx.node.exec(namespace, name, &container, &command, stdin) {
+        Ok(process) => Target::Process(process),
+        Err(refusal) if refusal.message.starts_with(NOT_RUNNING) => match protocol {
+            Protocol::V5 => Target::Refused(refusal.message),
+            // The legacy path proxies the kubelet's plain-text 500.
+            Protocol::V4 => return Err(ApiError::plain(500, refusal.message)),
+        },
+        Err(refusal) => {
+            return Err(ApiError::from_refusal(
+                refusal.code,
+                &refusal.reason,
+                refusal.message,
+            ))
+        }
+    };
     let faults = ExecFaults {
         drop_after_bytes: ctx.faults.exec_drop_after(),
     };
     Ok(ExecPlan {
         key,
         protocol,
-        process,
+        target,
         faults,
     })
 }
@@ -159,7 +180,10 @@ pub fn run(plan: ExecPlan, mut conn: Conn<Stream>) {
     let early = conn.take_buffered();
     let ws = WebSocket::from_partially_read(conn.stream, early, Role::Server, None);
     // How it ended (completed, dropped by a fault, client gone) shows on the client's side.
-    let _ending = exec_stream::serve(ws, plan.protocol, plan.process, plan.faults);
+    let _ending = match plan.target {
+        Target::Process(process) => exec_stream::serve(ws, plan.protocol, process, plan.faults),
+        Target::Refused(message) => exec_stream::refuse(ws, &message),
+    };
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: Value,
     /// Extra headers (Retry-After).
     pub headers: Vec<(String, String)>,
+    /// Answer the message as plain text instead of the Status (a proxied kubelet answer).
+    pub plain_text: bool,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             code,
             status,
             headers: Vec::new(),
+            plain_text: false,
         }
     }
 
@@ -173,8 +176,18 @@ impl ApiError {
         Self::new(code, reason, message, None)
     }
 
+    /// An error answered as plain text, not as a Status (a proxied kubelet answer).
+    pub fn plain(code: u16, message: String) -> Self {
+        let mut e = Self::new(code, "InternalError", message, None);
+        e.plain_text = true;
+        e
+    }
+
     /// The HTTP response carrying this error.
     pub fn response(&self) -> Response {
+        if self.plain_text {
+            return Response::text(self.code, self.status["message"].as_str().unwrap_or(""));
+        }
         let mut r = Response::json(self.code, &self.status);
         r.headers.extend(self.headers.iter().cloned());
         r

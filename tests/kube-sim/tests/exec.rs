@@ -122,6 +122,17 @@ fn the_drop_fault_cuts_the_stream_without_a_status() {
     assert!(whole.stdout.ends_with(b"999\n1000\n"));
 }
 
+/// The headers of a WebSocket upgrade offering v5 and v4.
+fn upgrade_headers() -> [(&'static str, &'static str); 5] {
+    [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Protocol", BOTH),
+    ]
+}
+
 #[test]
 fn exec_errors_come_before_the_upgrade_as_status_answers() {
     let sim = sim();
@@ -173,4 +184,56 @@ fn exec_errors_come_before_the_upgrade_as_status_answers() {
         lost.json()["message"],
         "pod lost does not have a host assigned"
     );
+}
+
+/// A running pod named `p` whose container `d` has already exited.
+fn pod_with_an_exited_container(sim: &SimHandle) {
+    let mut p = pod("p", "sleep 300");
+    let quick = json!({"name": "d", "image": "alpine", "command": ["true"]});
+    p["spec"]["containers"].as_array_mut().unwrap().push(quick);
+    assert_eq!(
+        call(sim, "POST", "/api/v1/namespaces/ci/pods", Some(&p)).code,
+        201
+    );
+    let exited = sim.wait_for_pod("ci", "p", Duration::from_secs(20), |p| {
+        let statuses = p
+            .map(|p| p["status"]["containerStatuses"].clone())
+            .unwrap_or_default();
+        let d = statuses
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == "d");
+        d.is_some_and(|d| d["state"]["terminated"].is_object())
+    });
+    assert!(exited, "container d exits: {:?}", sim.pod("ci", "p"));
+}
+
+#[test]
+fn a_stopped_container_fails_on_channel_3_under_v5() {
+    let sim = sim();
+    pod_with_an_exited_container(&sim);
+    let out = exec(&sim, "command=true&stdout=true&container=d", BOTH).unwrap();
+    let status = out.status.unwrap();
+    assert_eq!(status["reason"], "InternalError");
+    assert_eq!(status["code"], 500);
+}
+
+#[test]
+fn a_stopped_container_is_a_plain_500_on_the_v4_path() {
+    let options = SimOptions {
+        v4_only_exec: true,
+        ..SimOptions::default()
+    };
+    let sim = Sim::start(options).unwrap();
+    pod_with_an_exited_container(&sim);
+    let path = "/api/v1/namespaces/ci/pods/p/exec?command=true&stdout=true&container=d";
+    let refused = call_with(sim.addr(), "GET", path, &upgrade_headers(), None);
+    assert_eq!(refused.code, 500);
+    assert_eq!(
+        refused.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let body = String::from_utf8(refused.body).unwrap();
+    assert!(body.starts_with("unable to upgrade connection"), "{body}");
 }
