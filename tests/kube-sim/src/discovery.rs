@@ -33,7 +33,9 @@ pub fn api_versions() -> Response {
     let body = json!({
         "kind": "APIVersions",
         "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}
+        ],
     });
     Response::json(200, &body)
 }
@@ -76,7 +78,12 @@ pub fn core_v1_resources() -> Response {
         json!({"name": "namespaces", "singularName": "namespace", "namespaced": false,
                "kind": "Namespace", "verbs": ["get"], "shortNames": ["ns"]}),
     ];
-    let body = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources});
+    let body = json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "v1",
+        "resources": resources,
+    });
     Response::json(200, &body)
 }
 
@@ -109,7 +116,9 @@ pub fn openapi_core_v1() -> Response {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{MINOR}.0")},
         "paths": {
-            "/api/v1/namespaces/{namespace}/pods": {"post": operation("post", "createCoreV1NamespacedPod")},
+            "/api/v1/namespaces/{namespace}/pods": {
+                "post": operation("post", "createCoreV1NamespacedPod"),
+            },
             "/api/v1/namespaces/{namespace}/pods/{name}": {
                 "put": operation("put", "replaceCoreV1NamespacedPod"),
                 "patch": operation("patch", "patchCoreV1NamespacedPod"),

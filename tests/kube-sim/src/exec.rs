@@ -156,7 +156,8 @@ fn choose_protocol(request: &Request, v4_only: bool) -> Result<Protocol, ApiErro
 pub fn run(plan: ExecPlan, mut conn: Conn<Stream>) {
     let protocol = plan.protocol.name();
     let head = format!(
-        "{}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n",
+        "{}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\
+         Sec-WebSocket-Protocol: {protocol}\r\n\r\n",
         http::status_line(101),
         derive_accept_key(plan.key.as_bytes())
     );
@@ -192,7 +193,10 @@ mod tests {
     use serde_json::json;
 
     fn pod() -> Value {
-        json!({"spec": {"containers": [{"name": "build"}, {"name": "helper"}], "initContainers": [{"name": "init"}]}})
+        json!({"spec": {
+            "containers": [{"name": "build"}, {"name": "helper"}],
+            "initContainers": [{"name": "init"}],
+        }})
     }
 
     #[test]

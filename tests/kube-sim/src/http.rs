@@ -448,7 +448,8 @@ mod tests {
     #[test]
     fn reads_content_length_and_chunked_bodies_back_to_back() {
         let text = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
-                    POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n1\r\nz\r\n0\r\n\r\n";
+                    POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    2\r\nxy\r\n1\r\nz\r\n0\r\n\r\n";
         let mut c = conn(text);
         assert_eq!(c.read_request().unwrap().body, b"abc");
         assert_eq!(c.read_request().unwrap().body, b"xyz");

@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn status_reports_update_the_stored_pod_and_gone_removes_it() {
         let store = Arc::new(Store::default());
-        let pod = json!({"metadata": {"name": "p", "namespace": "ci"}, "status": {"phase": "Pending", "qosClass": "BestEffort"}});
+        let pod = json!({
+            "metadata": {"name": "p", "namespace": "ci"},
+            "status": {"phase": "Pending", "qosClass": "BestEffort"},
+        });
         store.create("pods", pod).unwrap();
         let sink = StoreSink::new(store.clone());
         sink.set_status("ci", "p", json!({"phase": "Running"}));

@@ -48,7 +48,8 @@ pub fn parse_body(request: &Request, kind: &str) -> Result<Value, ApiError> {
     if let Some(version) = value.get("apiVersion").and_then(Value::as_str) {
         if version != "v1" {
             return Err(ApiError::bad_request(format!(
-                "the API version in the data ({version}) does not match the expected API version (v1)"
+                "the API version in the data ({version}) does not match the expected API \
+                 version (v1)"
             )));
         }
     }

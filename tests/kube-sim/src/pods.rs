@@ -249,7 +249,16 @@ fn delete_options(request: &Request) -> Result<Option<i64>, ApiError> {
         .or_else(|| body["propagationPolicy"].as_str().map(str::to_string));
     if let Some(policy) = policy {
         if !["Orphan", "Background", "Foreground"].contains(&policy.as_str()) {
-            let cause = Cause { reason: "FieldValueNotSupported".into(), message: format!("Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\""), field: "propagationPolicy".into() };
+            let message = format!(
+                "Unsupported value: \"{policy}\": supported values: \"Foreground\", \
+                 \"Background\", \"Orphan\""
+            );
+            let reason = "FieldValueNotSupported".into();
+            let cause = Cause {
+                reason,
+                message,
+                field: "propagationPolicy".into(),
+            };
             return Err(ApiError::invalid("DeleteOptions", "", &[cause]));
         }
     }

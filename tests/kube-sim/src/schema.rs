@@ -141,7 +141,7 @@ fn check_object(
                 field: join(path, key),
             }),
             Some(sub @ Value::Object(_)) => walk(sub, child, &format!("{path}[{key}]"), out),
-            // A schema with no word on extra keys (an open map, `x-kubernetes-preserve-unknown-fields`).
+            // A schema with properties but no word on extra keys takes none.
             _ if properties.is_some() => out.push(Violation::Unknown {
                 field: join(path, key),
             }),
@@ -233,8 +233,11 @@ mod tests {
                 "name": {"type": "string", "maxLength": 5},
                 "count": {"type": ["integer", "null"], "format": "int32"},
                 "policy": {"type": ["string", "null"], "enum": ["A", "B"]},
-                "items": {"type": "array", "items": {"type": "object", "additionalProperties": false,
-                          "properties": {"x": {"type": "boolean"}}}},
+                "items": {"type": "array", "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {"x": {"type": "boolean"}}
+                }},
                 "limits": {"type": "object", "additionalProperties":
                            {"oneOf": [{"type": ["string", "null"]}, {"type": ["number", "null"]}]}}
             }

@@ -125,7 +125,8 @@ impl ApiError {
             None => " at the cluster scope".to_string(),
         };
         let message = format!(
-            "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"\"{scope}"
+            "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" \
+             in API group \"\"{scope}"
         );
         let mut details = json!({"kind": base});
         if let Some(name) = name {

@@ -92,7 +92,13 @@ fn columns(resource: &str) -> Vec<Value> {
         .iter()
         .map(|(name, kind, priority)| {
             let format = if *name == "Name" { "name" } else { "" };
-            json!({"name": name, "type": kind, "format": format, "description": "", "priority": priority})
+            json!({
+                "name": name,
+                "type": kind,
+                "format": format,
+                "description": "",
+                "priority": priority,
+            })
         })
         .collect()
 }
@@ -182,7 +188,8 @@ mod tests {
             "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "n"},
             "status": {"phase": "Pending", "containerStatuses": [
                 {"ready": true, "restartCount": 0, "state": {"running": {}}},
-                {"ready": false, "restartCount": 1, "state": {"waiting": {"reason": "ErrImagePull"}}}]}
+                {"ready": false, "restartCount": 1,
+                 "state": {"waiting": {"reason": "ErrImagePull"}}}]}
         });
         let t = render("pods", &[pod], Include::Metadata, 7);
         let cells = &t["rows"][0]["cells"];

@@ -12,6 +12,10 @@ use crate::schema::{self, Violation};
 /// The strict Pod schema, embedded so the simulator needs no file at run time.
 const POD_SCHEMA: &str = include_str!("../../../fixtures/kubernetes/pod-v1.strict.schema.json");
 
+/// What a quantity that does not parse is told.
+const QUANTITY_PATTERN: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
 /// Largest total size of a pod's annotations, in bytes.
 const MAX_ANNOTATIONS: usize = 256 * 1024;
 
@@ -202,7 +206,8 @@ fn check_pod_fields(spec: &Value, out: &mut Vec<Cause>) {
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
         if !["Always", "OnFailure", "Never"].contains(&policy) {
             let message = format!(
-                "Unsupported value: \"{policy}\": supported values: \"Always\", \"Never\", \"OnFailure\""
+                "Unsupported value: \"{policy}\": supported values: \"Always\", \"Never\", \
+                 \"OnFailure\""
             );
             out.push(Cause::new(
                 "FieldValueNotSupported",
@@ -389,12 +394,12 @@ fn quantities(map: Option<&Value>, field: &str, out: &mut Vec<Cause>) -> Quantit
             .unwrap_or_else(|| value.to_string());
         let at = format!("{field}[{resource}]");
         match quantity::parse(&text) {
-            None => out.push(Cause::invalid(
+            None => out.push(Cause::invalid(&at, &text, QUANTITY_PATTERN)),
+            Some(q) if q < 0.0 => out.push(Cause::invalid(
                 &at,
                 &text,
-                "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                "must be greater than or equal to 0",
             )),
-            Some(q) if q < 0.0 => out.push(Cause::invalid(&at, &text, "must be greater than or equal to 0")),
             Some(q) => parsed.push((resource.clone(), (text, q))),
         }
     }
@@ -414,7 +419,13 @@ pub fn dns_label(name: &str) -> Result<(), String> {
         && bytes.iter().all(|&b| edge(b) || b == b'-');
     match ok {
         true => Ok(()),
-        false => Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into()),
+        false => Err(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric \
+                      characters or '-', and must start and end with an alphanumeric character \
+                      (e.g. 'my-name',  or '123-abc', regex used for validation is \
+                      '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                .into(),
+        ),
     }
 }
 
@@ -425,7 +436,13 @@ pub fn dns_subdomain(name: &str) -> Result<(), String> {
     }
     match name.split('.').all(|part| dns_label(part).is_ok()) {
         true => Ok(()),
-        false => Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into()),
+        false => Err(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+                      characters, '-' or '.', and must start and end with an alphanumeric \
+                      character (e.g. 'example.com', regex used for validation is \
+                      '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                .into(),
+        ),
     }
 }
 
@@ -449,7 +466,13 @@ pub fn qualified_name(key: &str) -> Result<(), String> {
     }
     match label_text(name) {
         true => Ok(()),
-        false => Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into()),
+        false => Err(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and \
+                      must start and end with an alphanumeric character (e.g. 'MyName',  or \
+                      'my.name',  or '123-abc', regex used for validation is \
+                      '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+                .into(),
+        ),
     }
 }
 
@@ -460,7 +483,13 @@ pub fn label_value(value: &str) -> Result<(), String> {
     }
     match value.is_empty() || label_text(value) {
         true => Ok(()),
-        false => Err("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into()),
+        false => Err(
+            "a valid label must be an empty string or consist of alphanumeric \
+                      characters, '-', '_' or '.', and must start and end with an alphanumeric \
+                      character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for \
+                      validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+                .into(),
+        ),
     }
 }
 

@@ -135,7 +135,8 @@ fn a_missing_image_is_422_with_the_field_cause() {
                "message": "Pod \"ci-1\" is invalid: spec.containers[0].image: Required value",
                "reason": "Invalid",
                "details": {"name": "ci-1", "kind": "Pod", "causes": [
-                   {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers[0].image"}]},
+                   {"reason": "FieldValueRequired", "message": "Required value",
+                    "field": "spec.containers[0].image"}]},
                "code": 422})
     );
 }
@@ -283,7 +284,12 @@ fn kubectl_style_accept_gets_a_table() {
 fn delete_marks_the_pod_then_it_goes_after_the_kubelet_stops_it() {
     let sim = sim();
     create_running(&sim, "ci", "d1");
-    let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 5, "propagationPolicy": "Background"});
+    let body = json!({
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "gracePeriodSeconds": 5,
+        "propagationPolicy": "Background",
+    });
     let answer = call(&sim, "DELETE", "/api/v1/namespaces/ci/pods/d1", Some(&body));
     assert_eq!(answer.code, 200);
     let p = answer.json();
@@ -333,7 +339,12 @@ fn an_unschedulable_pod_is_deleted_at_once() {
 #[test]
 fn secrets_fold_string_data_and_delete_answers_a_success_status() {
     let sim = sim();
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"pw": "hi"}});
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "stringData": {"pw": "hi"},
+    });
     let created = call(&sim, "POST", "/api/v1/namespaces/ci/secrets", Some(&secret));
     assert_eq!(created.code, 201);
     assert_eq!(created.json()["data"]["pw"], "aGk=");

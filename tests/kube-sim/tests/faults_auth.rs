@@ -150,7 +150,8 @@ fn a_verb_outside_the_tokens_rules_is_403_in_the_authorizers_words() {
     assert_eq!(
         answer.json(),
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": "pods is forbidden: User \"system:serviceaccount:ci:runner\" cannot create resource \"pods\" in API group \"\" in the namespace \"other\"",
+               "message": "pods is forbidden: User \"system:serviceaccount:ci:runner\" cannot \
+                           create resource \"pods\" in API group \"\" in the namespace \"other\"",
                "reason": "Forbidden", "details": {"kind": "pods"}, "code": 403})
     );
     let delete = call_with(

@@ -95,7 +95,11 @@ fn a_pod_watch_sees_the_kubelet_move_it_to_running() {
     )
     .json();
     let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
-    let answer = call(&sim, "GET", &format!("/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3&fieldSelector=metadata.name%3Dw3"), None);
+    let path = format!(
+        "/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3\
+         &fieldSelector=metadata.name%3Dw3"
+    );
+    let answer = call(&sim, "GET", &path, None);
     let events = answer.lines();
     assert!(events.iter().all(|e| e["type"] == "MODIFIED"));
     assert!(
@@ -120,7 +124,13 @@ fn bookmarks_come_when_allowed_and_the_watch_is_idle() {
         Some(&json!({"metadata": {"name": "a"}})),
     );
     let rv = sim.resource_version();
-    let with = call(&sim, "GET", &format!("/api/v1/namespaces/ci/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1&allowWatchBookmarks=true"), None);
+    let base = format!("/api/v1/namespaces/ci/configmaps?watch=true&resourceVersion={rv}");
+    let with = call(
+        &sim,
+        "GET",
+        &format!("{base}&timeoutSeconds=1&allowWatchBookmarks=true"),
+        None,
+    );
     let events = with.lines();
     assert!(!events.is_empty());
     assert!(events.iter().all(|e| e["type"] == "BOOKMARK"));
