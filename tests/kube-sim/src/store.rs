@@ -47,6 +47,8 @@ pub struct Event {
     pub change: Change,
     /// The object after the change (before removal for `Deleted`).
     pub object: Value,
+    /// The object before a `Modified` change.
+    pub previous: Option<Value>,
 }
 
 /// Why a store call failed.
@@ -146,6 +148,9 @@ impl Store {
             return Ok(object);
         }
         let object = record(&mut inner, resource, key, object, Change::Modified);
+        if let Some(last) = inner.history.back_mut() {
+            last.previous = Some(before);
+        }
         self.changed.notify_all();
         Ok(object)
     }
@@ -220,6 +225,7 @@ fn record(inner: &mut Inner, resource: &str, key: Key, mut object: Value, change
         namespace: key.1,
         change,
         object: object.clone(),
+        previous: None,
     });
     while inner.history.len() > HISTORY_LIMIT {
         if let Some(old) = inner.history.pop_front() {

@@ -12,7 +12,7 @@ use crate::http::{self, Request};
 use crate::objects::{kind_of, selectors};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::{Event, StoreError};
+use crate::store::{Change, Event, StoreError};
 use crate::table::{self, Include};
 
 /// A watch with no `timeoutSeconds` ends after this long, as a real server ends it at random.
@@ -135,12 +135,8 @@ fn stream_changes(ctx: &Ctx, plan: &WatchPlan, out: &mut impl Write) -> io::Resu
         };
         for event in &events {
             last = last.max(event.rv);
-            if plan.matches(event) {
-                write_event(
-                    out,
-                    event.change.as_str(),
-                    &plan.render(&event.object, event.rv),
-                )?;
+            if let Some(kind) = plan.sees(event) {
+                write_event(out, kind, &plan.render(&event.object, event.rv))?;
                 last_write = Instant::now();
             }
         }
@@ -163,13 +159,29 @@ impl WatchPlan {
         self.labels.matches(object) && self.fields.matches(object)
     }
 
-    fn matches(&self, event: &Event) -> bool {
-        event.resource == self.resource
+    /// The event type this watch sees for a change, if any: an update that moves an object
+    /// into the selection reads as ADDED, one that moves it out as DELETED.
+    fn sees(&self, event: &Event) -> Option<&'static str> {
+        let in_scope = event.resource == self.resource
             && self
                 .namespace
                 .as_deref()
-                .is_none_or(|ns| ns == event.namespace)
-            && self.matches_object(&event.object)
+                .is_none_or(|ns| ns == event.namespace);
+        if !in_scope {
+            return None;
+        }
+        let now = self.matches_object(&event.object);
+        let before = event
+            .previous
+            .as_ref()
+            .is_none_or(|p| self.matches_object(p));
+        match (event.change, before, now) {
+            (Change::Modified, false, true) => Some("ADDED"),
+            (Change::Modified, true, false) => Some("DELETED"),
+            (Change::Modified, false, false) => None,
+            (change, _, true) => Some(change.as_str()),
+            _ => None,
+        }
     }
 
     fn render(&self, object: &Value, rv: u64) -> Value {

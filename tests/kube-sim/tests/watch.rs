@@ -262,3 +262,26 @@ fn a_table_watch_wraps_each_object_in_a_table() {
     assert_eq!(events[0]["object"]["kind"], "Table");
     assert_eq!(events[0]["object"]["rows"][0]["cells"][0], "t1");
 }
+
+#[test]
+fn a_pod_leaving_a_field_selection_reads_as_deleted() {
+    let sim = sim();
+    let created = call(
+        &sim,
+        "POST",
+        "/api/v1/namespaces/ci/pods",
+        Some(&pod("w4", "sleep 30")),
+    );
+    let rv = created.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!(
+        "/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3\
+         &fieldSelector=status.phase%3DPending"
+    );
+    let events = call(&sim, "GET", &path, None).lines();
+    let last = events.last().expect("an event");
+    assert_eq!(last["type"], "DELETED");
+    assert_eq!(last["object"]["status"]["phase"], "Running");
+}
