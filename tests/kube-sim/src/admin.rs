@@ -1,7 +1,8 @@
 //! The `/__sim/...` admin paths (a real API server never serves them): faults, token
 //! rotation, outside deletes, history compaction and the request log, for tests in any language.
 //!
-//! - `POST /__sim/faults/fail` `{"verb":"create","count":2,"code":500|429|410,"retryAfter":1}`
+//! - `POST /__sim/faults/fail` `{"verb":"create","count":2,"code":500|429|410|504,"retryAfter":1}`
+//!   (504: the request takes effect, then times out)
 //! - `POST /__sim/faults/latency` `{"millis":200}`
 //! - `POST /__sim/faults/watch` `{"mode":"normal|expired-as-http|refuse|close-at-once"}`
 //! - `POST /__sim/faults/exec` `{"dropAfterBytes":100}` (null: never)
@@ -74,7 +75,13 @@ fn fail(ctx: &Ctx, body: &Value) -> AdminResult {
             retry_after: body["retryAfter"].as_u64().unwrap_or(1),
         },
         410 => Failure::Expired,
-        other => return Err((400, format!("code {other} is not one of 500, 429, 410"))),
+        504 => Failure::TimeoutAfterCommit,
+        other => {
+            return Err((
+                400,
+                format!("code {other} is not one of 500, 429, 410, 504"),
+            ))
+        }
     };
     ctx.faults.fail_next(verb, count, failure);
     Ok(())

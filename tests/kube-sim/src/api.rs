@@ -6,7 +6,7 @@ use std::thread;
 
 use crate::auth::{Auth, Identity};
 use crate::exec::ExecPlan;
-use crate::faults::Faults;
+use crate::faults::{Failure, Faults};
 use crate::http::{Request, Response};
 use crate::kubelet::Kubelet;
 use crate::record::Recorder;
@@ -203,10 +203,7 @@ fn collection(
         _ => return Err(ApiError::method_not_allowed()),
     };
     who.authorize(verb, resource, None, namespace)?;
-    if let Some(e) = ctx.faults.take_failure(verb) {
-        return Err(e);
-    }
-    match (verb, namespace) {
+    with_faults(ctx, verb, || match (verb, namespace) {
         ("watch", _) => crate::watch::plan(ctx, request, resource, namespace).map(Action::Watch),
         ("list", _) => objects::list(ctx, request, resource, namespace).map(Action::Respond),
         ("create", Some(ns)) if resource == "pods" => {
@@ -214,6 +211,22 @@ fn collection(
         }
         ("create", Some(ns)) => objects::create(ctx, request, resource, ns).map(Action::Respond),
         _ => Err(ApiError::method_not_allowed()),
+    })
+}
+
+/// Runs a handler under the armed fault for its verb, if any.
+fn with_faults<T>(
+    ctx: &Ctx,
+    verb: &str,
+    handler: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match ctx.faults.take_failure(verb) {
+        None => handler(),
+        Some(Failure::TimeoutAfterCommit) => {
+            handler()?;
+            Err(Failure::TimeoutAfterCommit.error())
+        }
+        Some(failure) => Err(failure.error()),
     }
 }
 
@@ -231,14 +244,11 @@ fn object(
         _ => return Err(ApiError::method_not_allowed()),
     };
     who.authorize(verb, resource, Some(name), Some(namespace))?;
-    if let Some(e) = ctx.faults.take_failure(verb) {
-        return Err(e);
-    }
-    match (verb, resource) {
+    with_faults(ctx, verb, || match (verb, resource) {
         ("get", _) => objects::get(ctx, request, resource, namespace, name),
         ("delete", "pods") => pods::delete(ctx, request, namespace, name),
         _ => objects::delete(ctx, resource, namespace, name),
-    }
+    })
 }
 
 fn exec(
@@ -255,10 +265,9 @@ fn exec(
     for verb in ["get", "create"] {
         who.authorize(verb, "pods/exec", Some(name), Some(namespace))?;
     }
-    if let Some(e) = ctx.faults.take_failure("exec") {
-        return Err(e);
-    }
-    crate::exec::plan(ctx, request, namespace, name).map(Action::Exec)
+    with_faults(ctx, "exec", || {
+        crate::exec::plan(ctx, request, namespace, name).map(Action::Exec)
+    })
 }
 
 /// `GET .../pods/{name}/log`: what the container wrote so far.

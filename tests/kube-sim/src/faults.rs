@@ -15,6 +15,21 @@ pub enum Failure {
     TooManyRequests { retry_after: u64 },
     /// 410 Expired, as an HTTP answer on any verb.
     Expired,
+    /// The request takes effect, then the answer is 504 Timeout (a create that may have
+    /// happened: the client must look before it tries again).
+    TimeoutAfterCommit,
+}
+
+impl Failure {
+    /// The error answered for this failure.
+    pub fn error(self) -> ApiError {
+        match self {
+            Failure::ServerError => ApiError::internal("injected failure"),
+            Failure::TooManyRequests { retry_after } => ApiError::too_many_requests(retry_after),
+            Failure::Expired => ApiError::expired(0),
+            Failure::TimeoutAfterCommit => ApiError::timeout(),
+        }
+    }
 }
 
 /// How watch requests are served.
@@ -71,7 +86,7 @@ impl Faults {
     }
 
     /// Takes one injected failure for a request of `verb`, if any is armed.
-    pub fn take_failure(&self, verb: &str) -> Option<ApiError> {
+    pub fn take_failure(&self, verb: &str) -> Option<Failure> {
         let mut state = self.lock();
         let slot = state
             .pending
@@ -80,11 +95,7 @@ impl Faults {
         slot.remaining -= 1;
         let failure = slot.failure;
         state.pending.retain(|p| p.remaining > 0);
-        Some(match failure {
-            Failure::ServerError => ApiError::internal("injected failure"),
-            Failure::TooManyRequests { retry_after } => ApiError::too_many_requests(retry_after),
-            Failure::Expired => ApiError::expired(0),
-        })
+        Some(failure)
     }
 
     /// Delay added before every API answer.
@@ -132,7 +143,7 @@ mod tests {
         let f = Faults::default();
         f.fail_next("create", 2, Failure::TooManyRequests { retry_after: 3 });
         assert!(f.take_failure("get").is_none());
-        let e = f.take_failure("create").unwrap();
+        let e = f.take_failure("create").unwrap().error();
         assert_eq!(e.code, 429);
         assert_eq!(
             e.headers,

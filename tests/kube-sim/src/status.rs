@@ -162,6 +162,13 @@ impl ApiError {
         )
     }
 
+    /// 504 Timeout: the server gave up waiting, the request may still have taken effect.
+    pub fn timeout() -> Self {
+        let message =
+            "Timeout: request did not complete within requested timeout - context deadline exceeded";
+        Self::new(504, "Timeout", message.into(), Some(json!({})))
+    }
+
     /// 429 TooManyRequests with `Retry-After` in seconds.
     pub fn too_many_requests(retry_after: u64) -> Self {
         let message = "Too many requests, please try again later.".into();

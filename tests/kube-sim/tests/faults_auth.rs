@@ -242,3 +242,25 @@ fn https_accepts_the_test_client_certificate_and_bearer_tokens() {
     assert_eq!(anonymous.code, 401);
     assert_eq!(sim.requests()[0].user, "sim-admin");
 }
+
+#[test]
+fn a_create_that_times_out_may_still_have_created_the_pod() {
+    let sim = sim();
+    sim.fail_next("create", 1, Failure::TimeoutAfterCommit);
+    let answer = call(
+        &sim,
+        "POST",
+        "/api/v1/namespaces/ci/pods",
+        Some(&pod("slow", "true")),
+    );
+    assert_eq!(answer.code, 504);
+    assert_eq!(answer.json()["reason"], "Timeout");
+    assert!(sim.pod("ci", "slow").is_some());
+    let again = call(
+        &sim,
+        "POST",
+        "/api/v1/namespaces/ci/pods",
+        Some(&pod("slow", "true")),
+    );
+    assert_eq!(again.code, 409);
+}
