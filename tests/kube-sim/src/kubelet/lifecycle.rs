@@ -84,7 +84,7 @@ impl Pod {
             if state.gone {
                 return;
             }
-            state.record.to_json()
+            state.record.render()
         };
         inner.sink.set_status(&self.namespace, &self.name, status);
     }
@@ -252,8 +252,8 @@ fn schedule(inner: &Inner, pod: &Pod) -> bool {
         .all(|(k, v)| inner.node_labels.get(k).map(String::as_str) == v.as_str());
     if !fits {
         pod.lock().record.scheduling = Scheduling::Unschedulable(UNSCHEDULABLE.to_string());
-        pod.publish(inner);
         pod.event(inner, "Warning", "FailedScheduling", UNSCHEDULABLE);
+        pod.publish(inner);
         return false;
     }
     let message = format!(
