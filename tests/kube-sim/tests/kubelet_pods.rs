@@ -326,3 +326,78 @@ fn containers_that_exit_end_the_pod_succeeded_or_failed() {
         "cannot exec into a container in a completed pod; current phase is Failed"
     );
 }
+
+#[test]
+fn containers_and_execs_run_as_the_security_context_user() {
+    let node = Node::new();
+    let mut spec = pod("user", json!([sleeper("build", "alpine")]), json!([]));
+    spec["spec"]["securityContext"] = json!({"runAsUser": 1000});
+    spec["spec"]["containers"][0]["securityContext"] = json!({"runAsGroup": 2000});
+    node.kubelet.start_pod(&spec);
+    node.sink.wait_phase("user", "Running");
+
+    let (out, _, _) = node.sh("user", "build", "echo $(id -u):$(id -g)");
+    assert_eq!(out, "1000:2000\n");
+}
+
+/// Set in the child process of `every_pod_process_dies_with_the_simulator`.
+const CHILD_ROLE: &str = "KUBE_SIM_TEST_KUBELET_CHILD";
+
+#[test]
+fn every_pod_process_dies_with_the_simulator() {
+    if std::env::var_os(CHILD_ROLE).is_some() {
+        // The simulator: run a pod, tell the parent, wait to be killed.
+        let node = Node::new();
+        // The background sleep has no parent-death signal: only the PID namespace kills it.
+        let script = "sleep 3605 & sleep 3606";
+        let c = json!({"name": "build", "image": "alpine", "command": ["sh", "-c", script]});
+        node.kubelet
+            .start_pod(&pod("orphan", json!([c]), json!([])));
+        node.sink.wait_phase("orphan", "Running");
+        println!("READY {}", node.dir.display());
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "every_pod_process_dies_with_the_simulator",
+            "--nocapture",
+        ])
+        .env(CHILD_ROLE, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let dir = lines
+        .find_map(|l| l.ok()?.strip_prefix("READY ").map(String::from))
+        .unwrap();
+    let mut pids = pids_running("sleep 3605");
+    for _ in 0..100 {
+        if !pids.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        pids = pids_running("sleep 3605");
+    }
+    assert_eq!(pids.len(), 1);
+    let pod_ns = std::fs::read_link(format!("/proc/{}/ns/mnt", pids[0])).unwrap();
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let in_pod_ns = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let ns = std::fs::read_link(e.path().join("ns/mnt"));
+            ns.is_ok_and(|ns| ns == pod_ns)
+                && alive(e.file_name().to_str().unwrap().parse().unwrap_or(0))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while in_pod_ns() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(!in_pod_ns(), "a process of the pod outlived the simulator");
+}

@@ -22,6 +22,8 @@ pub struct Launch {
     pub working_dir: String,
     /// Whether the container keeps an open stdin (`stdin: true`).
     pub stdin: bool,
+    /// `runAsUser` and `runAsGroup` (group defaults to the user id), container over pod.
+    pub user: Option<(u32, u32)>,
 }
 
 /// Builds the environment and argv of a container; the error is the waiting message of a
@@ -59,7 +61,21 @@ pub fn launch(pod: &Value, container: &Value, sink: &dyn StatusSink) -> Result<L
         argv,
         working_dir: working_dir.to_string(),
         stdin: container["stdin"].as_bool().unwrap_or(false),
+        user: run_as(pod, container),
     })
+}
+
+fn run_as(pod: &Value, container: &Value) -> Option<(u32, u32)> {
+    let id = |key: &str| {
+        let pick = |ctx: &Value| ctx[key].as_u64().and_then(|v| u32::try_from(v).ok());
+        pick(&container["securityContext"]).or_else(|| pick(&pod["spec"]["securityContext"]))
+    };
+    let uid = id("runAsUser");
+    let gid = id("runAsGroup");
+    match (uid, gid) {
+        (None, None) => None,
+        (uid, gid) => Some((uid.unwrap_or(0), gid.or(uid).unwrap_or(0))),
+    }
 }
 
 /// The command and args, expanded; a container with neither runs `/bin/sh`, the

@@ -59,9 +59,7 @@ pub fn pull_error_message(image: &str) -> String {
 }
 
 fn fate_name(repo: &str) -> Option<&str> {
-    let mut parts = repo.rsplitn(2, '/');
-    let last = parts.next()?;
-    let rest = parts.next()?;
+    let (rest, last) = repo.rsplit_once('/')?;
     (rest == "sim" || rest.ends_with("/sim")).then_some(last)
 }
 

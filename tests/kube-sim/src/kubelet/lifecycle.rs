@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -84,15 +85,17 @@ impl Pod {
             if state.gone {
                 return;
             }
-            state.record.to_json()
+            state.record.render()
         };
-        inner.sink.set_status(&self.namespace, &self.name, status);
+        if let Some(sink) = inner.live_sink() {
+            sink.set_status(&self.namespace, &self.name, status);
+        }
     }
 
     fn event(&self, inner: &Inner, kind: &str, reason: &str, message: &str) {
-        inner
-            .sink
-            .event(&self.namespace, &self.name, kind, reason, message);
+        if let Some(sink) = inner.live_sink() {
+            sink.event(&self.namespace, &self.name, kind, reason, message);
+        }
     }
 
     fn set_state(&self, container: &str, state: ContainerState) {
@@ -188,7 +191,7 @@ pub fn start(inner: &Arc<Inner>, spec: Value) {
     let dir = inner
         .state_dir
         .join("pods")
-        .join(format!("{namespace}_{name}_{}", &uid[..8]));
+        .join(format!("{namespace}_{name}_{}", &status::digest(&uid)[..8]));
 
     let pod = Arc::new(Pod {
         namespace,
@@ -252,8 +255,8 @@ fn schedule(inner: &Inner, pod: &Pod) -> bool {
         .all(|(k, v)| inner.node_labels.get(k).map(String::as_str) == v.as_str());
     if !fits {
         pod.lock().record.scheduling = Scheduling::Unschedulable(UNSCHEDULABLE.to_string());
-        pod.publish(inner);
         pod.event(inner, "Warning", "FailedScheduling", UNSCHEDULABLE);
+        pod.publish(inner);
         return false;
     }
     let message = format!(
@@ -488,6 +491,7 @@ fn start_container(inner: &Arc<Inner>, pod: &Arc<Pod>, name: &str, sandbox: &San
             argv: &launch.argv,
             env: &launch.env,
             working_dir: &launch.working_dir,
+            user: launch.user,
             stdin: if launch.stdin {
                 Stdio::piped()
             } else {
@@ -693,7 +697,9 @@ pub fn stop(inner: &Inner, pod: &Arc<Pod>, grace: Duration) {
             pods.remove(&key);
         }
     }
-    inner.sink.pod_gone(&pod.namespace, &pod.name);
+    if let Some(sink) = inner.live_sink() {
+        sink.pod_gone(&pod.namespace, &pod.name);
+    }
 }
 
 fn join_worker(pod: &Pod) {
@@ -747,6 +753,7 @@ fn tear_down(pod: &Pod) {
 /// Kills everything at once: every pod's processes, sandboxes and folders, then the
 /// spawning thread.
 pub fn shutdown(inner: &Inner) {
+    inner.closed.store(true, Ordering::SeqCst);
     let pods: Vec<Arc<Pod>> = match inner.pods.lock() {
         Ok(mut pods) => pods.drain().map(|(_, pod)| pod).collect(),
         Err(_) => Vec::new(),

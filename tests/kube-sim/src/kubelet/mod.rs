@@ -24,6 +24,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -175,6 +176,15 @@ struct Inner {
     pods: Mutex<HashMap<(String, String), Arc<Pod>>>,
     spawner: Spawner,
     stoppers: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by `shutdown`: from then on the sink hears nothing more.
+    closed: AtomicBool,
+}
+
+impl Inner {
+    /// The sink, unless the kubelet is shut down.
+    fn live_sink(&self) -> Option<&dyn StatusSink> {
+        (!self.closed.load(Ordering::SeqCst)).then_some(self.sink.as_ref())
+    }
 }
 
 impl Kubelet {
@@ -194,6 +204,7 @@ impl Kubelet {
             pods: Mutex::new(HashMap::new()),
             spawner,
             stoppers: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         };
         Kubelet {
             inner: Arc::new(inner),
@@ -257,6 +268,7 @@ impl Kubelet {
             argv: command,
             env: &launch.env,
             working_dir: &launch.working_dir,
+            user: launch.user,
             stdin: if stdin { Stdio::piped() } else { Stdio::null() },
             stdout: Stdio::piped(),
             stderr: Stdio::piped(),
@@ -274,7 +286,9 @@ impl Kubelet {
         std::fs::read(pod.log_path(container)).ok()
     }
 
-    /// Kills every process and removes every sandbox; the kubelet runs nothing afterwards.
+    /// Kills every process and removes every sandbox; the kubelet runs nothing and reports
+    /// nothing afterwards. Waits for pending `stop_pod`s and pod threads, so the caller must
+    /// not hold a lock the sink needs.
     pub fn shutdown(&self) {
         lifecycle::shutdown(&self.inner);
     }

@@ -119,10 +119,11 @@ impl Sandbox {
         let root = cstring(self.root_of(job.container).as_os_str())?;
         let wd = cstring(OsStr::new(job.working_dir))?;
         let mnt = Arc::clone(&self.mnt_ns);
+        let user = job.user;
         // SAFETY: the closure runs in the forked child before exec and makes only
         // async-signal-safe system calls on values prepared before the fork.
         unsafe {
-            cmd.pre_exec(move || enter_root(mnt.as_raw_fd(), &root, &wd));
+            cmd.pre_exec(move || enter_root(mnt.as_raw_fd(), &root, &wd, user));
         }
         spawner.spawn(cmd, Some(Arc::clone(&self.pid_ns)))
     }
@@ -149,6 +150,8 @@ pub struct Job<'a> {
     pub argv: &'a [String],
     pub env: &'a [(String, String)],
     pub working_dir: &'a str,
+    /// User and group ids to run as (`securityContext.runAsUser`/`runAsGroup`); root if none.
+    pub user: Option<(u32, u32)>,
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -217,14 +220,19 @@ fn inside_namespace<T>(
 }
 
 /// The child's last steps before exec: die with the simulator, enter the mount namespace,
-/// the container's root and its working folder.
-fn enter_root(mnt: i32, root: &CString, wd: &CString) -> io::Result<()> {
+/// the container's root and its working folder, and take the container's user.
+fn enter_root(mnt: i32, root: &CString, wd: &CString, user: Option<(u32, u32)>) -> io::Result<()> {
     // SAFETY: async-signal-safe system calls with valid pointers, in a single-threaded child.
     let failed = unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
             || libc::setns(mnt, libc::CLONE_NEWNS) != 0
             || libc::chroot(root.as_ptr()) != 0
             || libc::chdir(wd.as_ptr()) != 0
+            || user.is_some_and(|(uid, gid)| {
+                libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+            })
     };
     if failed {
         return Err(io::Error::last_os_error());

@@ -137,7 +137,7 @@ impl PodRecord {
     }
 
     /// The `status` object of the pod as the API server stores it.
-    pub fn to_json(&mut self) -> Value {
+    pub fn render(&mut self) -> Value {
         let conditions = self.conditions();
         let mut status = json!({
             "phase": self.phase(),
@@ -393,7 +393,7 @@ mod tests {
         assert_eq!(pod.phase(), "Pending");
         pod.containers[1].state = ContainerState::Running { started_at: now };
         assert_eq!(pod.phase(), "Running");
-        let status = pod.to_json();
+        let status = pod.render();
         assert_eq!(status["conditions"][2]["type"], "Ready");
         assert_eq!(status["conditions"][2]["status"], "False");
         assert_eq!(
