@@ -155,6 +155,7 @@ impl Sim {
             ctx,
             addr,
             tls: options.tls,
+            credentials: default_credentials(&options),
             state_dir,
             owns_state_dir,
             connections,
@@ -185,11 +186,21 @@ fn write_tls_files(state_dir: &Path) -> Result<(), SimError> {
         .map_err(|e| SimError::StateDir(dir.clone(), e))
 }
 
+/// The first token if any, else the client certificate when HTTPS checks them, else none.
+fn default_credentials(options: &SimOptions) -> Credentials {
+    match options.tokens.first() {
+        Some(spec) => Credentials::Token(spec.token.clone()),
+        None if options.tls && options.client_cert_auth => Credentials::ClientCert,
+        None => Credentials::Anonymous,
+    }
+}
+
 /// A running simulator; dropping it stops the server and kills every pod process.
 pub struct SimHandle {
     ctx: Arc<Ctx>,
     addr: SocketAddr,
     tls: bool,
+    credentials: Credentials,
     state_dir: PathBuf,
     owns_state_dir: bool,
     connections: Arc<Connections>,
@@ -238,6 +249,12 @@ impl SimHandle {
             fs::create_dir_all(parent)?;
         }
         fs::write(path, text)
+    }
+
+    /// Writes a kubeconfig for namespace `default` with the first token, else the client
+    /// certificate (when checked), else no credentials.
+    pub fn kubeconfig(&self, path: &Path) -> io::Result<()> {
+        self.write_kubeconfig(path, &self.credentials, "default")
     }
 
     /// Every request answered so far (admin paths excluded).

@@ -252,3 +252,24 @@ fn kubectl_create_names_an_unknown_field_with_and_without_client_validation() {
     );
     assert!(sim.pods("ci").is_empty());
 }
+
+#[test]
+fn the_default_kubeconfig_carries_the_client_certificate() {
+    let options = SimOptions {
+        tls: true,
+        client_cert_auth: true,
+        ..SimOptions::default()
+    };
+    let sim = Sim::start(options).unwrap();
+    let kubectl = Kubectl::new(&sim, Credentials::Anonymous);
+    sim.kubeconfig(&kubectl.kubeconfig).unwrap();
+    let run = kubectl.run(&["get", "pods"], None);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("No resources found in default namespace."),
+        "{}",
+        run.stderr
+    );
+    assert!(sim.requests().iter().all(|r| r.user == "sim-admin"));
+}
