@@ -368,12 +368,12 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.ctx.stopping.store(true, Ordering::Relaxed);
-        // One connection wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        // One connection wakes the accept loop so it sees the flag; without it, do not wait.
+        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
         self.ctx.store.wake_all();
         self.connections.close_all();
         self.ctx.node.shutdown();
-        if let Some(accept) = self.accept.take() {
+        if let Some(accept) = self.accept.take().filter(|_| woke) {
             let _ = accept.join();
         }
         if self.owns_state_dir {

@@ -130,20 +130,37 @@ fn cause_of(v: Violation) -> Cause {
 
 fn check_metadata(pod: &Value, out: &mut Vec<Cause>) {
     let meta = pod.get("metadata").unwrap_or(&Value::Null);
-    match meta.get("name").and_then(Value::as_str) {
-        None | Some("") => out.push(Cause::new(
-            "FieldValueRequired",
-            "metadata.name",
-            "Required value: name or generateName is required".into(),
-        )),
-        Some(name) => {
+    let text = |key: &str| {
+        meta.get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    match (text("name"), text("generateName")) {
+        (Some(name), _) => {
             if let Err(why) = dns_subdomain(name) {
                 out.push(Cause::invalid("metadata.name", name, &why));
             }
         }
+        (None, Some(prefix)) => check_generate_name(prefix, out),
+        (None, None) => out.push(Cause::new(
+            "FieldValueRequired",
+            "metadata.name",
+            "Required value: name or generateName is required".into(),
+        )),
     }
     check_labels(meta.get("labels"), out);
     check_annotations(meta.get("annotations"), out);
+}
+
+/// A generateName is a name prefix: a trailing dash is fine.
+fn check_generate_name(prefix: &str, out: &mut Vec<Cause>) {
+    let masked = match prefix.strip_suffix('-') {
+        Some(base) => format!("{base}a"),
+        None => prefix.to_string(),
+    };
+    if let Err(why) = dns_subdomain(&masked) {
+        out.push(Cause::invalid("metadata.generateName", prefix, &why));
+    }
 }
 
 fn check_labels(labels: Option<&Value>, out: &mut Vec<Cause>) {
@@ -601,6 +618,17 @@ mod tests {
             causes[0].message,
             "Invalid value: \"string\": must be of type boolean"
         );
+    }
+
+    #[test]
+    fn a_generate_name_stands_in_for_the_name() {
+        let mut p = pod(json!({"name": "b", "image": "a"}));
+        p["metadata"] = json!({"generateName": "ci-job-"});
+        assert_eq!(validate_pod(&p), Ok(()));
+        p["metadata"] = json!({"generateName": "CI_"});
+        assert_eq!(fields(validate_pod(&p)), vec!["metadata.generateName"]);
+        p["metadata"] = json!({});
+        assert_eq!(fields(validate_pod(&p)), vec!["metadata.name"]);
     }
 
     #[test]

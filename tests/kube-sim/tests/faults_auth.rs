@@ -244,6 +244,20 @@ fn https_accepts_the_test_client_certificate_and_bearer_tokens() {
 }
 
 #[test]
+fn https_serves_on_ipv6_loopback_with_the_certificates_san() {
+    let options = SimOptions {
+        tls: true,
+        client_cert_auth: true,
+        bind: "[::1]:0".parse().unwrap(),
+        ..SimOptions::default()
+    };
+    let sim = Sim::start(options).unwrap();
+    assert!(sim.url().starts_with("https://[::1]:"));
+    let answer = call_tls(&sim, true, "GET", "/version", &[]).unwrap();
+    assert_eq!(answer.code, 200);
+}
+
+#[test]
 fn a_create_that_times_out_may_still_have_created_the_pod() {
     let sim = sim();
     sim.fail_next("create", 1, Failure::TimeoutAfterCommit);

@@ -23,7 +23,7 @@ const POD: &str = r#"{
   "spec": {
     "restartPolicy": "Never",
     "terminationGracePeriodSeconds": 2,
-    "containers": [{"name": "c", "image": "alpine", "command": ["sh", "-c", "sleep 300"]}]
+    "containers": [{"name": "c", "image": "alpine", "command": ["sh", "-c", "echo started; sleep 300"]}]
   }
 }"#;
 
@@ -112,6 +112,8 @@ fn full_round(sim: &SimHandle, kubectl: &Kubectl) {
         serde_json::from_str(&kubectl.ok(&["get", "pod", "p1", "-o", "json"])).unwrap();
     assert_eq!(pod["status"]["phase"], "Running");
     assert_eq!(pod["metadata"]["namespace"], "ci");
+
+    assert_eq!(kubectl.ok(&["logs", "p1", "-c", "c"]), "started\n");
 
     let exec = kubectl.run(
         &[
