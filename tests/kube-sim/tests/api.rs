@@ -521,3 +521,60 @@ fn keeps_a_connection_alive_across_requests() {
             .contains("\"minor\":\"32\""));
     }
 }
+
+#[test]
+fn an_evicted_pod_shows_failed_evicted_with_a_warning_event_and_deletes_at_once() {
+    let sim = sim();
+    let mut p = pod("ev", "sleep 300");
+    p["spec"]["containers"][0]["image"] = json!("sim/evict-after:0.2");
+    assert_eq!(
+        call(&sim, "POST", "/api/v1/namespaces/ci/pods", Some(&p)).code,
+        201
+    );
+    let evicted = sim.wait_for_pod("ci", "ev", Duration::from_secs(20), |p| {
+        p.is_some_and(|p| p["status"]["reason"] == "Evicted")
+    });
+    assert!(evicted, "{:?}", sim.pod("ci", "ev"));
+    let got = call(&sim, "GET", "/api/v1/namespaces/ci/pods/ev", None).json();
+    assert_eq!(got["status"]["phase"], "Failed");
+    let query = "fieldSelector=involvedObject.name%3Dev,type%3DWarning";
+    let events = call(
+        &sim,
+        "GET",
+        &format!("/api/v1/namespaces/ci/events?{query}"),
+        None,
+    )
+    .json();
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"Evicted"), "{reasons:?}");
+    assert_eq!(
+        call(&sim, "DELETE", "/api/v1/namespaces/ci/pods/ev", None).code,
+        200
+    );
+    assert!(sim.pod("ci", "ev").is_none());
+}
+
+#[test]
+fn an_invalid_image_name_waits_pending_with_its_reason() {
+    let sim = sim();
+    let mut p = pod("img", "true");
+    p["spec"]["containers"][0]["image"] = json!("node:10:16.0");
+    assert_eq!(
+        call(&sim, "POST", "/api/v1/namespaces/ci/pods", Some(&p)).code,
+        201
+    );
+    let waiting = sim.wait_for_pod("ci", "img", Duration::from_secs(20), |p| {
+        let state = p.map(|p| p["status"]["containerStatuses"][0]["state"].clone());
+        state.is_some_and(|s| s["waiting"]["reason"] == "InvalidImageName")
+    });
+    assert!(waiting, "{:?}", sim.pod("ci", "img"));
+    let accept = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let path = "/api/v1/namespaces/ci/pods/img";
+    let table = call_with(sim.addr(), "GET", path, &[("Accept", accept)], None).json();
+    assert_eq!(table["rows"][0]["cells"][2], "InvalidImageName");
+}
