@@ -16,6 +16,10 @@ use crate::{table, util};
 const GENERATED_BASE_MAX: usize = 58;
 /// Length of a generated name's random suffix.
 const GENERATED_SUFFIX: usize = 5;
+/// Largest total size of a Secret's data, in bytes.
+const MAX_SECRET_BYTES: usize = 1024 * 1024;
+/// The key a `kubernetes.io/dockerconfigjson` Secret must carry.
+const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
 
 /// The `Kind` of a resource.
 pub fn kind_of(resource: &str) -> &'static str {
@@ -187,26 +191,70 @@ fn check_object(resource: &str, object: &mut Value) -> Vec<Cause> {
     let name = object["metadata"]["name"].as_str().unwrap_or("");
     if name.is_empty() {
         let message = "Required value: name or generateName is required".into();
-        causes.push(Cause {
-            reason: "FieldValueRequired".into(),
-            message,
-            field: "metadata.name".into(),
-        });
+        causes.push(Cause::new("FieldValueRequired", "metadata.name", message));
     } else if let Err(why) = validate::dns_subdomain(name) {
-        let message = format!("Invalid value: \"{name}\": {why}");
-        causes.push(Cause {
-            reason: "FieldValueInvalid".into(),
-            message,
-            field: "metadata.name".into(),
-        });
+        causes.push(Cause::invalid("metadata.name", name, &why));
+    }
+    for field in ["data", "stringData", "binaryData"] {
+        check_keys(&object[field], field, &mut causes);
     }
     if resource == "secrets" {
         fold_string_data(object, &mut causes);
-        if object["type"].as_str().is_none() {
-            object["type"] = json!("Opaque");
-        }
+        check_secret(object, &mut causes);
     }
     causes
+}
+
+/// Data keys must be config keys: `[-._a-zA-Z0-9]+`.
+fn check_keys(map: &Value, field: &str, causes: &mut Vec<Cause>) {
+    for key in map.as_object().into_iter().flat_map(|m| m.keys()) {
+        let valid = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !valid {
+            let why = "a valid config key must consist of alphanumeric characters, '-', '_' or \
+                       '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for \
+                       validation is '[-._a-zA-Z0-9]+')";
+            causes.push(Cause::invalid(&format!("{field}[{key}]"), key, why));
+        }
+    }
+}
+
+/// A Secret's type defaults to Opaque; a dockerconfigjson one needs its key; 1 MiB at most.
+fn check_secret(secret: &mut Value, causes: &mut Vec<Cause>) {
+    let engine = base64::engine::general_purpose::STANDARD;
+    if secret["type"].as_str().is_none() {
+        secret["type"] = json!("Opaque");
+    }
+    if secret["type"] == "kubernetes.io/dockerconfigjson" {
+        let config = secret["data"][DOCKER_CONFIG_KEY]
+            .as_str()
+            .and_then(|v| engine.decode(v).ok());
+        match config.map(|bytes| serde_json::from_slice::<Value>(&bytes).is_ok()) {
+            None => causes.push(Cause::required(&format!("data[{DOCKER_CONFIG_KEY}]"))),
+            Some(false) => causes.push(Cause::invalid(
+                &format!("data[{DOCKER_CONFIG_KEY}]"),
+                "<secret contents redacted>",
+                "invalid character in JSON",
+            )),
+            Some(true) => {}
+        }
+    }
+    let size: usize = secret["data"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, v)| {
+            v.as_str()
+                .and_then(|v| engine.decode(v).ok())
+                .map_or(0, |d| d.len())
+        })
+        .sum();
+    if size > MAX_SECRET_BYTES {
+        let message = format!("Too long: may not be more than {MAX_SECRET_BYTES} bytes");
+        causes.push(Cause::new("FieldValueTooLong", "data", message));
+    }
 }
 
 fn fold_string_data(secret: &mut Value, causes: &mut Vec<Cause>) {
@@ -215,11 +263,11 @@ fn fold_string_data(secret: &mut Value, causes: &mut Vec<Cause>) {
         if value.as_str().is_none_or(|v| engine.decode(v).is_err()) {
             let message =
                 "Invalid value: \"<secret contents redacted>\": illegal base64 data".into();
-            causes.push(Cause {
-                reason: "FieldValueInvalid".into(),
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                &format!("data[{key}]"),
                 message,
-                field: format!("data[{key}]"),
-            });
+            ));
         }
     }
     let Some(plain) = secret.as_object_mut().and_then(|m| m.remove("stringData")) else {
@@ -302,5 +350,22 @@ mod tests {
         assert!(s.get("stringData").is_none());
         let mut bad = json!({"metadata": {"name": "s"}, "data": {"k": "!!"}});
         assert_eq!(check_object("secrets", &mut bad)[0].field, "data[k]");
+    }
+
+    #[test]
+    fn a_registry_secret_needs_its_docker_config_and_keys_are_checked() {
+        let mut registry =
+            json!({"metadata": {"name": "r"}, "type": "kubernetes.io/dockerconfigjson"});
+        assert_eq!(
+            check_object("secrets", &mut registry)[0].field,
+            "data[.dockerconfigjson]"
+        );
+        registry["stringData"] = json!({".dockerconfigjson": "{\"auths\":{}}"});
+        assert!(check_object("secrets", &mut registry).is_empty());
+        let mut cm = json!({"metadata": {"name": "c"}, "data": {"bad key": "x"}});
+        assert_eq!(
+            check_object("configmaps", &mut cm)[0].field,
+            "data[bad key]"
+        );
     }
 }

@@ -164,8 +164,8 @@ impl ApiError {
 
     /// 504 Timeout: the server gave up waiting, the request may still have taken effect.
     pub fn timeout() -> Self {
-        let message =
-            "Timeout: request did not complete within requested timeout - context deadline exceeded";
+        let message = "Timeout: request did not complete within requested timeout - context \
+                       deadline exceeded";
         Self::new(504, "Timeout", message.into(), Some(json!({})))
     }
 

@@ -31,7 +31,8 @@ pub struct Cause {
 }
 
 impl Cause {
-    fn new(reason: &str, field: &str, message: String) -> Self {
+    /// A cause with its reason, field path and message.
+    pub fn new(reason: &str, field: &str, message: String) -> Self {
         Cause {
             reason: reason.into(),
             message,
@@ -39,11 +40,13 @@ impl Cause {
         }
     }
 
-    fn required(field: &str) -> Self {
+    /// `Required value` on a field.
+    pub fn required(field: &str) -> Self {
         Self::new("FieldValueRequired", field, "Required value".into())
     }
 
-    fn invalid(field: &str, value: &str, why: &str) -> Self {
+    /// `Invalid value: "value": why` on a field.
+    pub fn invalid(field: &str, value: &str, why: &str) -> Self {
         Self::new(
             "FieldValueInvalid",
             field,

@@ -23,7 +23,9 @@ const POD: &str = r#"{
   "spec": {
     "restartPolicy": "Never",
     "terminationGracePeriodSeconds": 2,
-    "containers": [{"name": "c", "image": "alpine", "command": ["sh", "-c", "echo started; sleep 300"]}]
+    "containers": [
+      {"name": "c", "image": "alpine", "command": ["sh", "-c", "echo started; sleep 300"]}
+    ]
   }
 }"#;
 
