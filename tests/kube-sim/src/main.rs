@@ -2,13 +2,15 @@
 //!
 //! Environment: `SIM_ADDR` (default `127.0.0.1:0`, port 0 = any), `SIM_KUBECONFIG` (default
 //! `target/sim/kubeconfig`), `SIM_NAMESPACE` (default `default`), `SIM_TLS=1` (HTTPS with the
-//! test client certificate), `SIM_TOKEN` (a bearer token; implies HTTPS).
+//! test client certificate), `SIM_TOKEN` (a bearer token; implies HTTPS), `SIM_NODE_LABELS`
+//! (`k=v,k2=v2`, matched against nodeSelector), `SIM_V4_ONLY=1` (exec offers only v4).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kube_sim::{Credentials, Sim, SimOptions, TokenSpec};
+use kube_sim::{Sim, SimOptions, TokenSpec};
 
 fn main() -> ExitCode {
     // Block the stop signals in every thread so that only the wait below receives them.
@@ -27,35 +29,15 @@ fn main() -> ExitCode {
 }
 
 fn run(signals: &libc::sigset_t) -> Result<(), String> {
-    let addr_text = std::env::var("SIM_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
-    let bind: SocketAddr = addr_text
-        .parse()
-        .map_err(|e| format!("SIM_ADDR {addr_text:?}: {e}"))?;
     let token = std::env::var("SIM_TOKEN").ok().filter(|t| !t.is_empty());
-    let tls = token.is_some() || std::env::var("SIM_TLS").is_ok_and(|v| v == "1");
-    let tokens = token
-        .iter()
-        .map(|t| TokenSpec::admin(t, "sim-user"))
-        .collect();
-    let options = SimOptions {
-        tls,
-        client_cert_auth: tls,
-        tokens,
-        bind,
-        ..SimOptions::default()
-    };
+    let options = options_from_env(token.as_deref())?;
     let sim = Sim::start(options).map_err(|e| e.to_string())?;
 
     let kubeconfig = PathBuf::from(
         std::env::var("SIM_KUBECONFIG").unwrap_or_else(|_| "target/sim/kubeconfig".into()),
     );
     let namespace = std::env::var("SIM_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let credentials = match (token, tls) {
-        (Some(token), _) => Credentials::Token(token),
-        (None, true) => Credentials::ClientCert,
-        (None, false) => Credentials::Anonymous,
-    };
-    sim.write_kubeconfig(&kubeconfig, &credentials, &namespace)
+    sim.write_kubeconfig(&kubeconfig, sim.default_credentials(), &namespace)
         .map_err(|e| format!("writing kubeconfig {}: {e}", kubeconfig.display()))?;
     println!("kube-sim serving {}", sim.url());
     println!(
@@ -69,6 +51,42 @@ fn run(signals: &libc::sigset_t) -> Result<(), String> {
     println!("kube-sim stopping");
     drop(sim);
     Ok(())
+}
+
+/// The simulator's options from `SIM_ADDR`, `SIM_TLS`, `SIM_NODE_LABELS` (`k=v,k2=v2`) and
+/// `SIM_V4_ONLY=1`.
+fn options_from_env(token: Option<&str>) -> Result<SimOptions, String> {
+    let addr_text = std::env::var("SIM_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+    let bind: SocketAddr = addr_text
+        .parse()
+        .map_err(|e| format!("SIM_ADDR {addr_text:?}: {e}"))?;
+    let tls = token.is_some() || std::env::var("SIM_TLS").is_ok_and(|v| v == "1");
+    let mut node_labels = BTreeMap::new();
+    for pair in std::env::var("SIM_NODE_LABELS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let pair = pair.trim();
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or(format!("SIM_NODE_LABELS: {pair:?} is not k=v"))?;
+        node_labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(SimOptions {
+        tls,
+        client_cert_auth: tls,
+        tokens: token
+            .iter()
+            .map(|t| TokenSpec::admin(t, "sim-user"))
+            .collect(),
+        v4_only_exec: std::env::var("SIM_V4_ONLY").is_ok_and(|v| v == "1"),
+        node_labels,
+        bind,
+        ..SimOptions::default()
+    })
 }
 
 fn stop_signals() -> libc::sigset_t {

@@ -251,6 +251,12 @@ impl SimHandle {
         fs::write(path, text)
     }
 
+    /// The credentials [`SimHandle::kubeconfig`] writes: the first token, else the client
+    /// certificate (when checked), else none.
+    pub fn default_credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     /// Writes a kubeconfig for namespace `default` with the first token, else the client
     /// certificate (when checked), else no credentials.
     pub fn kubeconfig(&self, path: &Path) -> io::Result<()> {
