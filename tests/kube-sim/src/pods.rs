@@ -14,8 +14,7 @@ use crate::store::StoreError;
 use crate::util;
 use crate::validate::{self, Cause};
 
-/// The name of the simulator's single node.
-pub const NODE_NAME: &str = "sim-node";
+pub use crate::kubelet::NODE_NAME;
 
 /// Default grace period of a pod, in seconds.
 const DEFAULT_GRACE: i64 = 30;
@@ -253,23 +252,17 @@ fn delete_options(request: &Request) -> Result<Option<i64>, ApiError> {
                 "Unsupported value: \"{policy}\": supported values: \"Foreground\", \
                  \"Background\", \"Orphan\""
             );
-            let reason = "FieldValueNotSupported".into();
-            let cause = Cause {
-                reason,
-                message,
-                field: "propagationPolicy".into(),
-            };
+            let cause = Cause::new("FieldValueNotSupported", "propagationPolicy", message);
             return Err(ApiError::invalid("DeleteOptions", "", &[cause]));
         }
     }
-    let grace =
-        match request.param("gracePeriodSeconds") {
-            Some(text) => Some(text.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid gracePeriodSeconds {text:?}"))
-            })?),
-            None => body["gracePeriodSeconds"].as_i64(),
-        };
-    Ok(grace)
+    match request.param("gracePeriodSeconds") {
+        Some(text) => text
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {text:?}"))),
+        None => Ok(body["gracePeriodSeconds"].as_i64()),
+    }
 }
 
 #[cfg(test)]
