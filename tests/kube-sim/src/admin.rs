@@ -1,7 +1,7 @@
 //! The `/__sim/...` admin paths (a real API server never serves them): faults, token
 //! rotation, outside deletes, history compaction and the request log, for tests in any language.
 //!
-//! - `POST /__sim/faults/fail` `{"verb":"create","count":2,"code":500|429|410|504,"retryAfter":1}`
+//! - `POST /__sim/faults/fail` `{"verb":"create","count":2,"code":500|429|410|504,"retryAfter":1,"plainText":false}`
 //!   (504: the request takes effect, then times out)
 //! - `POST /__sim/faults/latency` `{"millis":200}`
 //! - `POST /__sim/faults/watch` `{"mode":"normal|expired-as-http|refuse|close-at-once"}`
@@ -71,6 +71,9 @@ fn fail(ctx: &Ctx, body: &Value) -> AdminResult {
     let count = body["count"].as_u64().unwrap_or(1) as u32;
     let failure = match body["code"].as_u64().unwrap_or(500) {
         500 => Failure::ServerError,
+        429 if body["plainText"] == true => Failure::Throttled {
+            retry_after: body["retryAfter"].as_u64().unwrap_or(1),
+        },
         429 => Failure::TooManyRequests {
             retry_after: body["retryAfter"].as_u64().unwrap_or(1),
         },

@@ -11,8 +11,10 @@ use crate::status::ApiError;
 pub enum Failure {
     /// 500 InternalError.
     ServerError,
-    /// 429 TooManyRequests with `Retry-After` in seconds.
+    /// 429 TooManyRequests with `Retry-After` in seconds, a Status body.
     TooManyRequests { retry_after: u64 },
+    /// 429 with `Retry-After` and a plain-text body, as API priority and fairness answers.
+    Throttled { retry_after: u64 },
     /// 410 Expired, as an HTTP answer on any verb.
     Expired,
     /// The request takes effect, then the answer is 504 Timeout (a create that may have
@@ -26,6 +28,11 @@ impl Failure {
         match self {
             Failure::ServerError => ApiError::internal("injected failure"),
             Failure::TooManyRequests { retry_after } => ApiError::too_many_requests(retry_after),
+            Failure::Throttled { retry_after } => {
+                let mut e = ApiError::too_many_requests(retry_after);
+                e.plain_text = true;
+                e
+            }
             Failure::Expired => ApiError::expired(0),
             Failure::TimeoutAfterCommit => ApiError::timeout(),
         }

@@ -194,7 +194,10 @@ impl ApiError {
     /// The HTTP response carrying this error.
     pub fn response(&self) -> Response {
         if self.plain_text {
-            return Response::text(self.code, self.status["message"].as_str().unwrap_or(""));
+            let text = self.status["message"].as_str().unwrap_or("");
+            let mut r = Response::text(self.code, text);
+            r.headers.extend(self.headers.iter().cloned());
+            return r;
         }
         let mut r = Response::json(self.code, &self.status);
         r.headers.extend(self.headers.iter().cloned());

@@ -278,3 +278,17 @@ fn a_create_that_times_out_may_still_have_created_the_pod() {
     );
     assert_eq!(again.code, 409);
 }
+
+#[test]
+fn flow_control_throttling_is_plain_text_with_retry_after() {
+    let sim = sim();
+    sim.fail_next("*", 1, Failure::Throttled { retry_after: 5 });
+    let answer = call(&sim, "GET", "/api/v1/namespaces/ci/pods", None);
+    assert_eq!(answer.code, 429);
+    assert_eq!(answer.header("retry-after"), Some("5"));
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(answer.body, b"Too many requests, please try again later.");
+}
