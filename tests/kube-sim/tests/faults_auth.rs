@@ -292,3 +292,51 @@ fn flow_control_throttling_is_plain_text_with_retry_after() {
     );
     assert_eq!(answer.body, b"Too many requests, please try again later.");
 }
+
+#[test]
+fn every_admin_path_answers_and_takes_effect() {
+    let sim = with_tokens();
+    let admin = |path: &str, body: serde_json::Value| call(&sim, "POST", path, Some(&body)).code;
+    assert_eq!(admin("/__sim/faults/watch", json!({"mode": "refuse"})), 200);
+    let auth = [("Authorization", "Bearer admin-token")];
+    let watch = call_with(
+        sim.addr(),
+        "GET",
+        "/api/v1/namespaces/ci/pods?watch=1",
+        &auth,
+        None,
+    );
+    assert_eq!(watch.code, 405);
+    assert_eq!(
+        admin("/__sim/faults/watch", json!({"mode": "sideways"})),
+        400
+    );
+    assert_eq!(admin("/__sim/faults/latency", json!({"millis": 200})), 200);
+    let started = Instant::now();
+    call_with(sim.addr(), "GET", "/version", &auth, None);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(admin("/__sim/faults/reset", json!({})), 200);
+    assert_eq!(
+        admin("/__sim/faults/exec", json!({"dropAfterBytes": 5})),
+        200
+    );
+    assert_eq!(
+        admin(
+            "/__sim/tokens/rotate",
+            json!({"old": "admin-token", "new": "t2"})
+        ),
+        200
+    );
+    assert_eq!(
+        call_with(sim.addr(), "GET", "/version", &auth, None).code,
+        401
+    );
+    assert_eq!(
+        admin("/__sim/tokens/rotate", json!({"old": "gone", "new": "t3"})),
+        404
+    );
+    assert_eq!(admin("/__sim/compact", json!({})), 200);
+    assert_eq!(call(&sim, "DELETE", "/__sim/requests", None).code, 200);
+    assert!(sim.requests().is_empty());
+    assert_eq!(call(&sim, "GET", "/__sim/nothing", None).code, 404);
+}
