@@ -182,7 +182,7 @@ fn finish<S: Read + Write>(mut ws: WebSocket<S>, status: &str) -> Ending {
     while Instant::now() < deadline {
         match ws.read() {
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+            Err(tungstenite::Error::Io(e)) if is_retry(&e) => {}
             Err(_) => break,
         }
     }
@@ -287,7 +287,7 @@ fn read_client<S: Read + Write>(
 ) -> tungstenite::Result<bool> {
     let message = match ws.read() {
         Ok(message) => message,
-        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return Ok(true),
+        Err(tungstenite::Error::Io(e)) if is_retry(&e) => return Ok(true),
         Err(e) => return Err(e),
     };
     match message {
@@ -313,7 +313,7 @@ fn send<S: Read + Write>(ws: &mut WebSocket<S>, frame: Vec<u8>) -> tungstenite::
     ws.send(Message::binary(frame))
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+fn is_retry(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

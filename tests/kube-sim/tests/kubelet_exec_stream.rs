@@ -73,11 +73,21 @@ struct Transcript {
     ended_with_error: bool,
 }
 
+/// The next message, reading again after EINTR.
+fn next(client: &mut Client) -> tungstenite::Result<Message> {
+    loop {
+        match client.read() {
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// Reads every message until the server's Close or the connection's end.
 fn read_all(client: &mut Client) -> Transcript {
     let mut t = Transcript::default();
     loop {
-        match client.read() {
+        match next(client) {
             Ok(Message::Binary(data)) => {
                 match data.first() {
                     Some(1) => t.stdout.extend_from_slice(&data[1..]),
@@ -185,9 +195,9 @@ fn v4_ignores_the_close_message() {
         .unwrap();
 
     // Only the initial frame comes: cat never sees EOF.
-    assert_eq!(client.read().unwrap(), Message::binary(vec![1u8]));
+    assert_eq!(next(&mut client).unwrap(), Message::binary(vec![1u8]));
     assert!(
-        client.read().is_err(),
+        next(&mut client).is_err(),
         "nothing more may arrive while stdin is open"
     );
     drop(client);
@@ -203,7 +213,7 @@ fn pings_are_answered_while_the_command_runs() {
 
     let mut pong = None;
     for _ in 0..5 {
-        match client.read().unwrap() {
+        match next(&mut client).unwrap() {
             Message::Pong(data) => {
                 pong = Some(data.to_vec());
                 break;
@@ -214,8 +224,9 @@ fn pings_are_answered_while_the_command_runs() {
     }
     assert_eq!(pong.as_deref(), Some(&b"are you there"[..]));
     let t = read_all(&mut client);
-    assert_eq!(t.stdout, b"late\n");
-    assert_eq!(server.join().unwrap(), Ending::Completed);
+    let ending = server.join().unwrap();
+    assert_eq!(t.stdout, b"late\n", "{t:?} {ending:?}");
+    assert_eq!(ending, Ending::Completed);
 }
 
 #[test]

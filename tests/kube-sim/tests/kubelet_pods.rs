@@ -267,14 +267,14 @@ fn stop_pod_terminates_every_process_and_reports_the_pod_gone() {
     );
     let exec_pid = exec.as_ref().unwrap().pid().unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(pids_running("sleep 360").len(), 3);
+    assert_eq!(pids_running(&node.dir, "sleep 360").len(), 3);
 
     node.kubelet
         .stop_pod("ci", "stop", Duration::from_millis(500));
     node.sink.wait_gone("stop");
     drop(exec);
     assert!(!alive(exec_pid));
-    assert!(pids_running("sleep 360").is_empty());
+    assert!(pids_running(&node.dir, "sleep 360").is_empty());
     assert!(!node.dir.join("pods").read_dir().unwrap().any(|e| e.is_ok()));
     let killing = node.sink.events("stop").iter().any(|e| e.2 == "Killing");
     assert!(killing);
@@ -289,10 +289,10 @@ fn shutdown_kills_every_pod_and_leaves_no_sandbox() {
     node.kubelet.start_pod(&pod("s2", json!([c]), json!([])));
     node.sink.wait_phase("s1", "Running");
     node.sink.wait_phase("s2", "Running");
-    assert_eq!(pids_running("sleep 3604").len(), 1);
+    assert_eq!(pids_running(&node.dir, "sleep 3604").len(), 1);
 
     node.kubelet.shutdown();
-    assert!(pids_running("sleep 3604").is_empty());
+    assert!(pids_running(&node.dir, "sleep 3604").is_empty());
     assert!(!node.dir.join("pods").read_dir().unwrap().any(|e| e.is_ok()));
 }
 
@@ -374,30 +374,24 @@ fn every_pod_process_dies_with_the_simulator() {
     let dir = lines
         .find_map(|l| l.ok()?.strip_prefix("READY ").map(String::from))
         .unwrap();
-    let mut pids = pids_running("sleep 3605");
+    let dir = std::path::PathBuf::from(dir);
+    let mut pids = pids_running(&dir, "sleep 3605");
     for _ in 0..100 {
         if !pids.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
-        pids = pids_running("sleep 3605");
+        pids = pids_running(&dir, "sleep 3605");
     }
-    assert_eq!(pids.len(), 1);
-    let pod_ns = std::fs::read_link(format!("/proc/{}/ns/mnt", pids[0])).unwrap();
 
     child.kill().unwrap();
     child.wait().unwrap();
-    let in_pod_ns = || {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            let ns = std::fs::read_link(e.path().join("ns/mnt"));
-            ns.is_ok_and(|ns| ns == pod_ns)
-                && alive(e.file_name().to_str().unwrap().parse().unwrap_or(0))
-        })
-    };
+    let in_pod = || !pids_running(&dir, "").is_empty();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while in_pod_ns() && std::time::Instant::now() < deadline {
+    while in_pod() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = std::fs::remove_dir_all(dir);
-    assert!(!in_pod_ns(), "a process of the pod outlived the simulator");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(pids.len(), 1, "the background sleep of the pod");
+    assert!(!in_pod(), "a process of the pod outlived the simulator");
 }

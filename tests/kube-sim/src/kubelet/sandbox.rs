@@ -15,7 +15,7 @@ use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
@@ -64,6 +64,8 @@ pub struct ContainerRoot {
 pub struct Sandbox {
     dir: PathBuf,
     holder: Mutex<Option<Child>>,
+    /// Host pid of the PID namespace's init (the holder's child).
+    init: u32,
     mnt_ns: Arc<File>,
     pid_ns: Arc<File>,
 }
@@ -79,10 +81,11 @@ impl Sandbox {
         let mut sandbox = Sandbox {
             dir: dir.to_path_buf(),
             holder: Mutex::new(Some(holder)),
+            init: 0,
             mnt_ns: Arc::new(File::open("/dev/null")?),
             pid_ns: Arc::new(File::open("/dev/null")?),
         };
-        wait_for_namespaces(holder_pid)?;
+        sandbox.init = wait_for_namespaces(holder_pid)?;
         sandbox.mnt_ns = Arc::new(File::open(format!("/proc/{holder_pid}/ns/mnt"))?);
         sandbox.pid_ns = Arc::new(File::open(format!(
             "/proc/{holder_pid}/ns/pid_for_children"
@@ -131,9 +134,40 @@ impl Sandbox {
     /// Kills every process of the pod (the PID namespace's init first); idempotent.
     pub fn teardown(&self) {
         let holder = self.holder.lock().map(|mut h| h.take()).unwrap_or(None);
-        if let Some(mut holder) = holder {
-            let _ = holder.kill();
-            let _ = holder.wait();
+        let Some(mut holder) = holder else {
+            return;
+        };
+        // The init is killed directly too: its parent-death signal is not all we rely on.
+        if self.init != 0 && self.is_our_init(self.init) {
+            if let Ok(pid) = libc::pid_t::try_from(self.init) {
+                // SAFETY: kill(2) on the init of our own PID namespace, checked just above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = holder.kill();
+        let _ = holder.wait();
+        self.wait_until_empty(Duration::from_secs(5));
+    }
+
+    /// Whether `pid` still is the init of this sandbox's PID namespace (not a reused pid).
+    fn is_our_init(&self, pid: u32) -> bool {
+        let ours = self.pid_ns.metadata();
+        let theirs = fs::metadata(format!("/proc/{pid}/ns/pid"));
+        match (ours, theirs) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
+    /// Waits until no live process is left in the mount namespace (killing is asynchronous).
+    /// The namespace's inode cannot be reused meanwhile: we hold a descriptor of it.
+    fn wait_until_empty(&self, patience: Duration) {
+        let Ok(ns) = self.mnt_ns.metadata() else {
+            return;
+        };
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline && any_process_in(ns.dev(), ns.ino()) {
+            thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -174,23 +208,40 @@ fn holder_command() -> Command {
     cmd
 }
 
-/// Waits until the holder has its own namespaces and the PID namespace's init runs.
-fn wait_for_namespaces(holder: u32) -> io::Result<()> {
+/// Waits until the holder has its own namespaces and the PID namespace's init runs
+/// `sleep` (so it has set its parent-death signal); answers the init's host pid.
+fn wait_for_namespaces(holder: u32) -> io::Result<u32> {
     let ours = fs::read_link("/proc/self/ns/mnt")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let mnt = fs::read_link(format!("/proc/{holder}/ns/mnt"));
         let children = fs::read_to_string(format!("/proc/{holder}/task/{holder}/children"));
-        let ready = mnt.is_ok_and(|m| m != ours) && children.is_ok_and(|c| !c.trim().is_empty());
-        if ready {
-            return Ok(());
+        let init = children
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse::<u32>().ok());
+        let comm = init.map(|pid| fs::read_to_string(format!("/proc/{pid}/comm")));
+        let running = comm.is_some_and(|c| c.is_ok_and(|c| c.trim() == "sleep"));
+        if let (true, Some(init)) = (mnt.is_ok_and(|m| m != ours) && running, init) {
+            return Ok(init);
         }
         thread::sleep(Duration::from_millis(5));
     }
-    Err(io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("namespace holder {holder} never came up"),
-    ))
+    let message = format!("namespace holder {holder} never came up");
+    Err(io::Error::new(io::ErrorKind::TimedOut, message))
+}
+
+fn any_process_in(dev: u64, ino: u64) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        let ns = fs::metadata(entry.path().join("ns/mnt"));
+        is_pid && ns.is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    })
 }
 
 /// Runs `work` on this thread after moving it into the sandbox's mount namespace; refuses

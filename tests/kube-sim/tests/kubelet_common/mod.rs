@@ -70,12 +70,13 @@ impl Recorder {
         self.log.lock().unwrap().objects.insert(key, object);
     }
 
-    /// Waits for a status of `pod` that satisfies `want`; panics with the last one.
+    /// Waits for a status of `pod` that satisfies `want` and answers the first such; panics
+    /// with the last status after a while.
     pub fn wait_status(&self, pod: &str, want: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + PATIENCE;
         let mut log = self.log.lock().unwrap();
         loop {
-            let found = log.statuses.iter().rev().find(|(p, s)| p == pod && want(s));
+            let found = log.statuses.iter().find(|(p, s)| p == pod && want(s));
             if let Some((_, status)) = found {
                 return status.clone();
             }
@@ -226,21 +227,20 @@ pub fn host_mounts() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap()
 }
 
-/// The pids of the processes in a sandbox (a mount namespace not ours) whose command line
-/// starts with `needle`.
-pub fn pids_running(needle: &str) -> Vec<u32> {
-    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+/// The pids of the processes in a sandbox under `state_dir` (their root is there) whose
+/// command line starts with `needle`.
+pub fn pids_running(state_dir: &std::path::Path, needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) else {
+        let Ok(root) = std::fs::read_link(format!("/proc/{pid}/root")) else {
             continue;
         };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if ns != ours && cmd.starts_with(needle) && alive(pid) {
+        if root.starts_with(state_dir) && cmd.starts_with(needle) && alive(pid) {
             out.push(pid);
         }
     }
