@@ -50,6 +50,8 @@ fmt: ## format the code
 
 coordinator-sim: ## serve the coordinator simulator in the foreground (ARGS="--dialect gitlab --pipeline F --repo D")
 	$(CARGO) run -q -p coordinator-sim -- $(ARGS)
+sim: ## serve the Kubernetes API simulator in the foreground (SIM_ADDR, SIM_KUBECONFIG, SIM_TLS, SIM_TOKEN)
+	$(CARGO) run -p kube-sim --bin kube-sim
 
 clean: ## remove build output
 	$(CARGO) clean
