@@ -23,6 +23,9 @@ struct Swappable {
 
 impl Log for Swappable {
     fn enabled(&self, metadata: &Metadata) -> bool {
+        if leaks_secrets(metadata) {
+            return false;
+        }
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner
             .as_ref()
@@ -30,6 +33,9 @@ impl Log for Swappable {
     }
 
     fn log(&self, record: &Record) {
+        if leaks_secrets(record.metadata()) {
+            return;
+        }
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(logger) = inner.as_ref() {
             logger.log(record);
@@ -56,6 +62,13 @@ pub fn init(level: Option<LevelFilter>) {
         None => with_level(LevelFilter::Info),
     };
     install(logger);
+}
+
+/// Whether a record comes from a library whose detailed logs print request headers, tokens
+/// included (ureq logs `JOB-TOKEN` and `Authorization` at debug level). Those never pass,
+/// whatever the configured level.
+fn leaks_secrets(metadata: &Metadata) -> bool {
+    metadata.level() > log::Level::Info && metadata.target().starts_with("ureq")
 }
 
 /// Applies `log_level` from `config.toml`, unless `--log-level` was given or the file has none.

@@ -86,6 +86,13 @@ impl Response {
             .with_body(body.into_bytes())
     }
 
+    /// A response carrying `body` as `content_type`.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+        Response::empty(status)
+            .with_header("Content-Type", content_type)
+            .with_body(body)
+    }
+
     /// A plain-text response (error explanations).
     pub fn text(status: u16, text: &str) -> Response {
         Response::empty(status)

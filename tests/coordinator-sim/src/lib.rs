@@ -5,6 +5,7 @@
 //! git repository, checks strictly what the runner sends (recording violations), records
 //! traces, states and artifacts, and injects faults on demand.
 
+mod git_http;
 mod http;
 mod multipart;
 mod pipeline_run;

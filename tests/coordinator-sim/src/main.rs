@@ -169,6 +169,7 @@ fn enqueue(sim: &SimHandle, args: &Args) -> Result<usize, String> {
             ref_name: args.ref_name.clone(),
             is_tag: args.is_tag,
             file_url: args.file_url,
+            serve_http: !args.file_url,
         };
         let run = sim
             .enqueue_pipeline_from(&text, source)

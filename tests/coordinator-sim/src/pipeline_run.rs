@@ -22,16 +22,28 @@ pub struct PipelineSource {
     pub is_tag: bool,
     /// Send `repo_url` as a `file://` URL instead of a plain path.
     pub file_url: bool,
+    /// Serve the repository over HTTP from the simulator and send that URL (the default:
+    /// job pods cannot see the host's folders, as in a real cluster).
+    pub serve_http: bool,
 }
 
 impl PipelineSource {
-    /// HEAD of the repository, served as a plain path.
+    /// HEAD of the repository, served over HTTP by the simulator.
     pub fn new(repo: &Path) -> PipelineSource {
         PipelineSource {
             repo: repo.to_path_buf(),
             ref_name: None,
             is_tag: false,
             file_url: false,
+            serve_http: true,
+        }
+    }
+
+    /// HEAD of the repository, sent as a plain local path (for tests of payloads only).
+    pub fn local_path(repo: &Path) -> PipelineSource {
+        PipelineSource {
+            serve_http: false,
+            ..PipelineSource::new(repo)
         }
     }
 
@@ -120,6 +132,20 @@ pub(crate) struct RunState {
 }
 
 impl State {
+    /// Registers `repo` for dumb HTTP and returns its URL (the plain path if it cannot be
+    /// prepared, which the clone then reports).
+    fn serve_repo(&mut self, repo: &Path) -> String {
+        if let Err(err) = crate::git_http::prepare(repo) {
+            self.violation(format!("cannot serve {} over HTTP: {err}", repo.display()));
+            return repo.display().to_string();
+        }
+        let name = repo.file_name().map(|n| n.to_string_lossy().into_owned());
+        let index = self.repos.len();
+        self.repos.push(repo.to_path_buf());
+        let path = crate::git_http::repo_path(index, name.as_deref().unwrap_or("repo"));
+        format!("{}{path}", self.server_url)
+    }
+
     pub(crate) fn enqueue_pipeline(
         &mut self,
         pipeline: Pipeline,
@@ -127,6 +153,10 @@ impl State {
         commit: Commit,
     ) -> PipelineRun {
         let run_index = self.runs.len();
+        let mut commit = commit;
+        if source.serve_http && !source.file_url {
+            commit.repo_url = self.serve_repo(&commit.repo);
+        }
         let pipeline_id = run_index as u64 + 1;
         let project_name = commit
             .repo

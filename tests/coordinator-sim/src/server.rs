@@ -21,6 +21,10 @@ pub(crate) fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
     if let Some(id) = storage_object(&req.method, &req.path) {
         return artifacts::storage(shared, id);
     }
+    if req.method == "GET" && req.path.starts_with(crate::git_http::PREFIX) {
+        let repos = shared.lock().repos.clone();
+        return crate::git_http::serve(&repos, &req.path);
+    }
     let Some((endpoint, job_id)) = route(&req.method, &req.path) else {
         let what = format!("unexpected request {} {}", req.method, req.path);
         shared.lock().violation(what);

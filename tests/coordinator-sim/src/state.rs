@@ -123,6 +123,8 @@ pub(crate) struct State {
     pub jobs: BTreeMap<u64, JobEntry>,
     pub queue: VecDeque<u64>,
     pub runs: Vec<RunState>,
+    /// Repositories served over git's dumb HTTP protocol, by index.
+    pub repos: Vec<PathBuf>,
     pub violations: Vec<String>,
     pub subscribers: Vec<mpsc::Sender<JobRecord>>,
     /// Bumped whenever the queue changes; sent as `X-GitLab-Last-Update`.
@@ -140,6 +142,7 @@ impl State {
         State {
             dialect: options.dialect,
             server_url: url.to_string(),
+            repos: Vec::new(),
             job_timeout_secs: options.job_timeout_secs,
             runners: Vec::new(),
             jobs: BTreeMap::new(),

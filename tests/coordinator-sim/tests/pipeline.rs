@@ -51,10 +51,24 @@ fn later_stage_waits_for_the_earlier_one_and_gets_its_artifacts() {
     assert_eq!(build["git_info"]["sha"], head_sha(&repo.0));
     assert_eq!(build["git_info"]["ref"], "main");
     let repo_path = std::fs::canonicalize(&repo.0).unwrap();
-    assert_eq!(
-        build["git_info"]["repo_url"],
-        repo_path.display().to_string()
-    );
+    let name = repo_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let url = format!("{}/git/0/{name}.git", sim.url());
+    assert_eq!(build["git_info"]["repo_url"], url.as_str());
+
+    // The served URL clones, over git's dumb HTTP protocol, at the pipeline's commit.
+    let clone = repo_path.with_file_name(format!("{name}-clone"));
+    let status = std::process::Command::new("git")
+        .args(["clone", "-q", &url])
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(head_sha(&clone), head_sha(&repo.0));
+    std::fs::remove_dir_all(&clone).ok();
     assert_eq!(request_job(&sim).status, 204);
     assert_eq!(sim.job(check_id).unwrap().state, JobState::Pending);
 
