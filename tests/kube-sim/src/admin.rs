@@ -1,7 +1,8 @@
 //! The `/__sim/...` admin paths (a real API server never serves them): faults, token
 //! rotation, outside deletes, history compaction and the request log, for tests in any language.
 //!
-//! - `POST /__sim/faults/fail` `{"verb":"create","count":2,"code":500|429|410|504,"retryAfter":1,"plainText":false}`
+//! - `POST /__sim/faults/fail`
+//!   `{"verb":"create","count":2,"code":500|429|410|504,"retryAfter":1,"plainText":false}`
 //!   (504: the request takes effect, then times out)
 //! - `POST /__sim/faults/latency` `{"millis":200}`
 //! - `POST /__sim/faults/watch` `{"mode":"normal|expired-as-http|refuse|close-at-once"}`

@@ -162,6 +162,14 @@ impl<S: Read + Write> Conn<S> {
     }
 
     fn read_body(&mut self, request: &Request) -> Result<Vec<u8>, ReadError> {
+        // A client that asks before sending its body (curl with a large one) is told to go on.
+        if request
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        {
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            self.stream.flush()?;
+        }
         let chunked = request
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
@@ -414,7 +422,7 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    struct Pipe(Cursor<Vec<u8>>);
+    struct Pipe(Cursor<Vec<u8>>, Vec<u8>);
 
     impl Read for Pipe {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -424,6 +432,7 @@ mod tests {
 
     impl Write for Pipe {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.1.extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -432,7 +441,7 @@ mod tests {
     }
 
     fn conn(bytes: &str) -> Conn<Pipe> {
-        Conn::new(Pipe(Cursor::new(bytes.as_bytes().to_vec())))
+        Conn::new(Pipe(Cursor::new(bytes.as_bytes().to_vec()), Vec::new()))
     }
 
     #[test]
@@ -466,5 +475,12 @@ mod tests {
         assert!(!r.flag("c"));
         assert!(r.flag("d"));
         assert!(!r.flag("e"));
+    }
+
+    #[test]
+    fn answers_100_continue_before_reading_the_body() {
+        let mut c = conn("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok");
+        assert_eq!(c.read_request().unwrap().body, b"ok");
+        assert_eq!(c.stream.1, b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 }

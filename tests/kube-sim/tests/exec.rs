@@ -102,24 +102,22 @@ fn a_v4_only_server_picks_v4_from_the_offer_and_refuses_a_v5_only_client() {
 fn the_drop_fault_cuts_the_stream_without_a_status() {
     let sim = sim();
     create_running(&sim, "ci", "p");
+    // Five lines, 0.2 s apart, so that they leave in separate frames.
+    let script =
+        "command=sh&command=-c&command=for+i+in+1+2+3+4+5;+do+echo+line$i;+sleep+0.2;+done";
+    let query = format!("{script}&stdout=true");
     sim.drop_exec_after(Some(10));
-    let out = exec(
-        &sim,
-        "command=sh&command=-c&command=seq+1+1000&stdout=true",
-        BOTH,
-    )
-    .unwrap();
-    assert!(out.status.is_none());
-    assert!(out.stdout.len() < 4000, "{} bytes", out.stdout.len());
+    let cut = exec(&sim, &query, BOTH).unwrap();
+    assert!(cut.status.is_none());
+    let text = String::from_utf8(cut.stdout).unwrap();
+    assert!(
+        text.starts_with("line1\n") && !text.contains("line5"),
+        "{text:?}"
+    );
     sim.drop_exec_after(None);
-    let whole = exec(
-        &sim,
-        "command=sh&command=-c&command=seq+1+1000&stdout=true",
-        BOTH,
-    )
-    .unwrap();
-    assert!(whole.status.is_some());
-    assert!(whole.stdout.ends_with(b"999\n1000\n"));
+    let whole = exec(&sim, &query, BOTH).unwrap();
+    assert_eq!(whole.status.unwrap()["status"], "Success");
+    assert_eq!(whole.stdout, b"line1\nline2\nline3\nline4\nline5\n");
 }
 
 /// The headers of a WebSocket upgrade offering v5 and v4.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, pod, sim};
+use common::{call, pod, sim, watch_until};
 use kube_sim::{Sim, SimOptions, WatchMode};
 use serde_json::json;
 
@@ -96,11 +96,10 @@ fn a_pod_watch_sees_the_kubelet_move_it_to_running() {
     .json();
     let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
     let path = format!(
-        "/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3\
+        "/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=60\
          &fieldSelector=metadata.name%3Dw3"
     );
-    let answer = call(&sim, "GET", &path, None);
-    let events = answer.lines();
+    let events = watch_until(&sim, &path, |e| e["object"]["status"]["phase"] == "Running");
     assert!(events.iter().all(|e| e["type"] == "MODIFIED"));
     assert!(
         events
@@ -277,10 +276,10 @@ fn a_pod_leaving_a_field_selection_reads_as_deleted() {
         .unwrap()
         .to_string();
     let path = format!(
-        "/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=3\
+        "/api/v1/namespaces/ci/pods?watch=true&resourceVersion={rv}&timeoutSeconds=60\
          &fieldSelector=status.phase%3DPending"
     );
-    let events = call(&sim, "GET", &path, None).lines();
+    let events = watch_until(&sim, &path, |e| e["type"] == "DELETED");
     let last = events.last().expect("an event");
     assert_eq!(last["type"], "DELETED");
     assert_eq!(last["object"]["status"]["phase"], "Running");

@@ -239,3 +239,42 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Reads a watch event by event until `done` holds for one (or the stream ends) and returns
+/// the events read; the stream is dropped then.
+pub fn watch_until(sim: &SimHandle, path: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    use std::io::BufRead;
+    let mut tcp = TcpStream::connect(sim.addr()).expect("connect to the simulator");
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: sim\r\n\r\n").unwrap();
+    let mut reader = std::io::BufReader::new(tcp);
+    let mut line = String::new();
+    // Skip the head.
+    while reader.read_line(&mut line).unwrap_or(0) > 2 {
+        line.clear();
+    }
+    let mut events = Vec::new();
+    let mut pending = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return events;
+        }
+        let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return events;
+        }
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).unwrap();
+        pending.extend_from_slice(&chunk[..size]);
+        while let Some(at) = pending.iter().position(|b| *b == b'\n') {
+            let event: Value = serde_json::from_slice(&pending[..at]).unwrap();
+            pending.drain(..=at);
+            let stop = done(&event);
+            events.push(event);
+            if stop {
+                return events;
+            }
+        }
+    }
+}
