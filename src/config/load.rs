@@ -23,6 +23,7 @@ const RUNNER_KEYS: &[&str] = &[
     "output_limit",
     "environment",
     "builds_dir",
+    "cache_dir",
     "kubernetes",
 ];
 
@@ -116,6 +117,16 @@ fn runner(section: &Section) -> Result<RunnerConfig, ConfigError> {
         rules::is_absolute_path,
         rules::ABSOLUTE_PATH,
     )?;
+    let cache_dir = section.string("cache_dir")?;
+    if let Some(dir) = &cache_dir {
+        check(
+            section,
+            "cache_dir",
+            dir,
+            rules::is_absolute_path,
+            rules::ABSOLUTE_PATH,
+        )?;
+    }
     let output_limit_kb = section
         .u32("output_limit", 1)?
         .unwrap_or(DEFAULT_OUTPUT_LIMIT_KB);
@@ -128,6 +139,7 @@ fn runner(section: &Section) -> Result<RunnerConfig, ConfigError> {
         output_limit: u64::from(output_limit_kb) * 1024,
         environment: environment(section)?,
         builds_dir,
+        cache_dir,
         kubernetes: kubernetes(section)?,
     })
 }

@@ -56,6 +56,9 @@ pub struct RunnerConfig {
     pub environment: Vec<(String, String)>,
     /// `builds_dir`: where projects are checked out in the pod (default `/builds`).
     pub builds_dir: String,
+    /// `cache_dir`: where the helper keeps caches inside the pod; mount a volume there (a PVC
+    /// shared by runners) so caches outlive the pod. `None` disables caching, with a notice.
+    pub cache_dir: Option<String>,
     /// `[runners.kubernetes]`.
     pub kubernetes: KubernetesConfig,
 }

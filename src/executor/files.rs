@@ -3,7 +3,10 @@
 //! runner's own helper verbs (the runner copies its binary into the pod for that).
 
 use crate::coordinator::job::{CachePolicy, Job, When};
+use crate::executor::labels::expand;
 use crate::executor::script::{attempts, quote, ScriptContext, ScriptError};
+use crate::executor::variables::lookup;
+use crate::helper::cache_key_path;
 
 /// Where the helper verbs find the runner binary inside the pod.
 pub fn helper_binary(ctx: &ScriptContext) -> String {
@@ -22,6 +25,34 @@ pub struct ResolvedCache {
     pub policy: CachePolicy,
     pub paths: Vec<String>,
     pub untracked: bool,
+}
+
+/// Resolves the job's cache entries: keys expanded from the variables (an empty key means
+/// `<job name>/<ref>`) and turned into safe relative paths.
+pub fn resolve_caches(ctx: &ScriptContext) -> Result<Vec<ResolvedCache>, String> {
+    let job = ctx.job;
+    job.cache
+        .iter()
+        .filter(|cache| !cache.paths.is_empty() || cache.untracked)
+        .map(|cache| {
+            let key = if cache.key.is_empty() {
+                format!("{}/{}", job.job_info.name, job.git_info.ref_name)
+            } else {
+                cache.key.clone()
+            };
+            let expanded = expand(&key, |name| {
+                Ok::<_, String>(lookup(ctx.variables, name).unwrap_or_default().to_string())
+            })?;
+            let key_path = cache_key_path(&expanded)
+                .map_err(|err| format!("cache key {expanded:?} cannot be used: {err}"))?;
+            Ok(ResolvedCache {
+                key_path,
+                policy: cache.policy,
+                paths: cache.paths.clone(),
+                untracked: cache.untracked,
+            })
+        })
+        .collect()
 }
 
 /// The command that copies `len` bytes of the runner binary from stdin into the pod.

@@ -111,12 +111,13 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
     finish(io.trace, outcome)
 }
 
-struct PodRun<'a> {
-    spec: &'a JobSpec<'a>,
-    io: &'a JobIo<'a>,
-    client: &'a Client,
-    layout: &'a PodLayout,
-    variables: &'a [crate::coordinator::job::JobVariable],
+/// One job's run inside its pod; the file stages live in [`super::file_stages`].
+pub(super) struct PodRun<'a> {
+    pub(super) spec: &'a JobSpec<'a>,
+    pub(super) io: &'a JobIo<'a>,
+    pub(super) client: &'a Client,
+    pub(super) layout: &'a PodLayout,
+    pub(super) variables: &'a [crate::coordinator::job::JobVariable],
 }
 
 impl PodRun<'_> {
@@ -211,12 +212,15 @@ impl PodRun<'_> {
             variables: self.variables,
             layout: self.layout,
         };
-        let outcome = match self.get_sources(target, &ctx, supervisor) {
+        let prepared = self
+            .get_sources(target, &ctx, supervisor)
+            .and_then(|()| self.pre_build(target, &ctx, supervisor));
+        let outcome = match prepared {
             Ok(()) => self.user_script(target, &ctx, supervisor),
             Err(outcome) => outcome,
         };
         self.after_script(target, &ctx, supervisor, &outcome);
-        outcome
+        self.post_build(target, &ctx, supervisor, outcome)
     }
 
     fn get_sources(
@@ -358,7 +362,12 @@ impl PodRun<'_> {
         section.end();
     }
 
-    fn stage_error(&self, err: StageError, supervisor: &Supervisor, stage: &str) -> JobOutcome {
+    pub(super) fn stage_error(
+        &self,
+        err: StageError,
+        supervisor: &Supervisor,
+        stage: &str,
+    ) -> JobOutcome {
         match err {
             StageError::Aborted => self.stopped(supervisor.signal().reason(), stage),
             StageError::Exec(err) => failed(
@@ -439,7 +448,7 @@ fn finish(trace: &TraceWriter, outcome: JobOutcome) -> JobOutcome {
     outcome
 }
 
-fn failed(kind: FailureKind, exit_code: Option<i32>, message: String) -> JobOutcome {
+pub(super) fn failed(kind: FailureKind, exit_code: Option<i32>, message: String) -> JobOutcome {
     JobOutcome::Failed {
         kind,
         exit_code,

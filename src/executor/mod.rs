@@ -2,6 +2,7 @@
 
 pub mod base64;
 pub mod cleanup;
+pub mod file_stages;
 pub mod files;
 pub mod job;
 pub mod labels;

@@ -1,7 +1,7 @@
 //! Running one stage: its script is written into the pod's scripts volume and run by one exec,
 //! its output streamed into the trace, its exit status read from the exec's status channel.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
 use crate::executor::script;
 use crate::executor::stop::StopSignal;
@@ -54,16 +54,31 @@ pub fn run_stage(
     stop: &StopSignal,
 ) -> Result<i32, StageError> {
     let path = format!("{}/{}.sh", target.scripts_dir, stage.name);
+    let command = script::exec_command(&path, stage.script.len());
+    let stdin = Box::new(Cursor::new(stage.script.into_bytes()));
+    run_command(target, stage.container, command, stdin, trace, stop)
+}
+
+/// Runs `command` in `container` with `stdin`, its output into the trace, and returns its exit
+/// status. A stop aborts it.
+pub fn run_command(
+    target: &PodTarget,
+    container: &str,
+    command: Vec<String>,
+    stdin: Box<dyn Read + Send>,
+    trace: &TraceWriter,
+    stop: &StopSignal,
+) -> Result<i32, StageError> {
     let request = ExecRequest {
         namespace: target.namespace.to_string(),
         pod: target.pod.to_string(),
-        container: stage.container.to_string(),
-        command: script::exec_command(&path, stage.script.len()),
+        container: container.to_string(),
+        command,
     };
     let abort = AbortHandle::new();
     stop.register(&abort);
     let io = ExecIo {
-        stdin: Some(Box::new(Cursor::new(stage.script.into_bytes()))),
+        stdin: Some(stdin),
         stdout: Box::new(trace.clone()),
         stderr: Box::new(trace.clone()),
         abort: Some(abort),
@@ -75,7 +90,7 @@ pub fn run_stage(
         Ok(outcome) => Ok(outcome.exit_code),
         Err(ExecError::Aborted { .. }) => Err(StageError::Aborted),
         Err(err) if stop.reason().is_some() => {
-            log::debug!("stage {} ended after a stop: {err}", stage.name);
+            log::debug!("exec in {container} ended after a stop: {err}");
             Err(StageError::Aborted)
         }
         Err(err) => Err(StageError::Exec(err)),

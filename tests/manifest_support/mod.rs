@@ -53,6 +53,7 @@ pub fn minimal_runner() -> RunnerConfig {
         output_limit: 4096 * 1024,
         environment: Vec::new(),
         builds_dir: "/builds".into(),
+        cache_dir: None,
         kubernetes: KubernetesConfig {
             namespace: "default".into(),
             poll_interval: Duration::from_secs(3),

@@ -31,11 +31,12 @@ impl Request<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The value of a query parameter (no percent-decoding: the runner sends plain values).
-    pub fn query_param(&self, name: &str) -> Option<&str> {
+    /// The value of a query parameter, decoded as Rails and Phoenix decode query strings
+    /// (`+` is a space, `%XX` a byte).
+    pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
+            (form_decode(key) == name).then(|| form_decode(value))
         })
     }
 
@@ -391,5 +392,48 @@ mod tests {
         assert_eq!(date(at), "Sun, 06 Nov 1994 08:49:37 GMT");
         let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
         assert_eq!(date(leap), "Thu, 29 Feb 2024 00:00:00 GMT");
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component; bad escapes stay as they are.
+pub fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i + 1..i + 3) {
+            Some([high, low]) if bytes[i] == b'%' => hex(*high).zip(hex(*low)),
+            _ => None,
+        };
+        match (bytes[i], escaped) {
+            (_, Some((high, low))) => {
+                out.push(high << 4 | low);
+                i += 3;
+                continue;
+            }
+            (b'+', None) => out.push(b' '),
+            (other, None) => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::form_decode;
+
+    #[test]
+    fn plus_is_a_space_and_escapes_are_bytes() {
+        assert_eq!(form_decode("1+day"), "1 day");
+        assert_eq!(form_decode("a%20b%2Bc"), "a b+c");
+        assert_eq!(form_decode("100%"), "100%");
+        assert_eq!(form_decode("%zz"), "%zz");
     }
 }

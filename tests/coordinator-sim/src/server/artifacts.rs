@@ -14,7 +14,7 @@ pub(super) fn upload(shared: &Shared, req: &mut Request<'_>, id: u64) -> Respons
         Ok(boundary) => boundary,
         Err(response) => return response,
     };
-    let expire_in = req.query_param("expire_in").map(String::from);
+    let expire_in = req.query_param("expire_in");
 
     // Stream the part to disk without holding the lock.
     let prefix = format!("job-{id}-");
