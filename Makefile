@@ -7,6 +7,9 @@ SHELL := /bin/bash
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+demo: ## a real two-stage pipeline through both simulators, its log printed
+	tests/demo/demo.sh
+
 build: ## debug build of the runner and the simulators
 	$(CARGO) build --workspace --all-targets
 

@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use coordinator_sim::{Dialect, JobRecord, Options, PipelineSource, Sim, SimHandle};
 
 const USAGE: &str = "usage: coordinator-sim [--dialect alloyci|gitlab] [--registration-token T]
-       [--runner-token T]... [--pipeline FILE --repo DIR [--ref NAME] [--tag] [--file-url]]
+       [--runner-token T]... [--pipeline FILE --repo DIR [--ref NAME] [--tag] [--file-url]
+       [--runs N]]
        [--job FILE]... [--record-dir DIR] [--trace-update-interval SECS] [--exit-when-done]
 Listens on COORDINATOR_SIM_ADDR (default 127.0.0.1:0, a loopback address only).";
 
-#[derive(Default)]
 struct Args {
     dialect: Dialect,
     registration_token: Option<String>,
@@ -28,11 +28,27 @@ struct Args {
     record_dir: Option<PathBuf>,
     trace_update_interval: Option<u64>,
     exit_when_done: bool,
+    /// How many times the pipeline runs, each run after the previous one ended (default 1).
+    runs: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
     use lexopt::prelude::*;
-    let mut args = Args::default();
+    let mut args = Args {
+        dialect: Dialect::default(),
+        registration_token: None,
+        runner_tokens: Vec::new(),
+        pipeline: None,
+        repo: None,
+        ref_name: None,
+        is_tag: false,
+        file_url: false,
+        jobs: Vec::new(),
+        record_dir: None,
+        trace_update_interval: None,
+        exit_when_done: false,
+        runs: 1,
+    };
     let mut parser = lexopt::Parser::from_env();
     let text = |value: OsString| {
         value
@@ -65,6 +81,14 @@ fn parse_args() -> Result<Args, String> {
                 args.trace_update_interval = Some(secs);
             }
             "exit-when-done" => args.exit_when_done = true,
+            "runs" => {
+                let runs = text(value()?)?;
+                args.runs = runs
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("--runs `{runs}`: a whole number >= 1"))?;
+            }
             "help" | "h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
@@ -133,10 +157,17 @@ fn run() -> Result<ExitCode, String> {
     println!("registration token: {token}");
     let _ = std::io::stdout().flush();
 
+    let (mut expected, mut runs_left) = (expected, args.runs.saturating_sub(1));
     let mut done = 0;
     for record in finished {
         write_record(&record, args.record_dir.as_deref()).map_err(|e| e.to_string())?;
         done += 1;
+        if done >= expected && runs_left > 0 {
+            // The next run of the pipeline starts once every job of the previous one ended.
+            runs_left -= 1;
+            expected += enqueue_pipeline(&sim, &args)?;
+            continue;
+        }
         if args.exit_when_done && done >= expected {
             break;
         }
@@ -160,7 +191,12 @@ fn enqueue(sim: &SimHandle, args: &Args) -> Result<usize, String> {
     for path in &args.jobs {
         sim.enqueue_payload_file(path).map_err(|e| e.to_string())?;
     }
-    let mut count = args.jobs.len();
+    Ok(args.jobs.len() + enqueue_pipeline(sim, args)?)
+}
+
+/// Queues one run of the pipeline, if one was given; returns how many jobs it has.
+fn enqueue_pipeline(sim: &SimHandle, args: &Args) -> Result<usize, String> {
+    let mut count = 0;
     if let (Some(pipeline), Some(repo)) = (&args.pipeline, &args.repo) {
         let text = std::fs::read_to_string(pipeline)
             .map_err(|e| format!("{}: {e}", pipeline.display()))?;
