@@ -275,7 +275,8 @@ fn inside_namespace<T>(
 fn enter_root(mnt: i32, root: &CString, wd: &CString, user: Option<(u32, u32)>) -> io::Result<()> {
     // SAFETY: async-signal-safe system calls with valid pointers, in a single-threaded child.
     let failed = unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+        unblock_all_signals() != 0
+            || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
             || libc::setns(mnt, libc::CLONE_NEWNS) != 0
             || libc::chroot(root.as_ptr()) != 0
             || libc::chdir(wd.as_ptr()) != 0
@@ -289,6 +290,18 @@ fn enter_root(mnt: i32, root: &CString, wd: &CString, user: Option<(u32, u32)>) 
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Clears the signal mask the child inherited: the simulator's binary blocks SIGINT and
+/// SIGTERM in its threads to wait for them, and a container must still get the SIGTERM of a
+/// pod deletion, as under a real kubelet.
+///
+/// # Safety
+/// Async-signal-safe; for a forked child before exec.
+unsafe fn unblock_all_signals() -> libc::c_int {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut())
 }
 
 fn cstring(text: &OsStr) -> io::Result<CString> {
