@@ -395,3 +395,87 @@ fn every_pod_process_dies_with_the_simulator() {
     assert_eq!(pids.len(), 1, "the background sleep of the pod");
     assert!(!in_pod(), "a process of the pod outlived the simulator");
 }
+
+#[test]
+fn init_containers_run_to_completion_before_the_containers() {
+    let node = Node::new();
+    let mount = json!([{"name": "work", "mountPath": "/work-dir"}]);
+    let init = json!({"name": "prepare", "image": "alpine", "volumeMounts": mount,
+                      "command": ["sh", "-c", "sleep 0.3; echo prepared > /work-dir/flag"]});
+    let main = json!({"name": "build", "image": "alpine", "volumeMounts": mount,
+                      "command": ["sleep", "3600"]});
+    let mut spec = pod(
+        "init",
+        json!([main]),
+        json!([{"name": "work", "emptyDir": {}}]),
+    );
+    spec["spec"]["initContainers"] = json!([init]);
+    node.kubelet.start_pod(&spec);
+
+    let first = node.sink.wait_phase("init", "Pending");
+    let waiting = &first["containerStatuses"][0]["state"]["waiting"]["reason"];
+    assert_eq!(waiting, "PodInitializing");
+    let running = node.sink.wait_phase("init", "Running");
+    let init_status = &running["initContainerStatuses"][0];
+    assert_eq!(init_status["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init_status["ready"], true);
+    let initialized = running["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Initialized" && c["status"] == "True");
+    assert!(initialized, "{running:#}");
+    let (out, _, _) = node.sh("init", "build", "cat /work-dir/flag");
+    assert_eq!(out, "prepared\n");
+}
+
+#[test]
+fn a_failing_init_container_fails_the_pod() {
+    let node = Node::new();
+    let init = json!({"name": "prepare", "image": "alpine", "command": ["sh", "-c", "exit 2"]});
+    let mut spec = pod("init-fail", json!([sleeper("build", "alpine")]), json!([]));
+    spec["spec"]["initContainers"] = json!([init]);
+    node.kubelet.start_pod(&spec);
+
+    let status = node.sink.wait_phase("init-fail", "Failed");
+    let term = &status["initContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (term["exitCode"].as_i64(), term["reason"].as_str()),
+        (Some(2), Some("Error"))
+    );
+    let waiting = &status["containerStatuses"][0]["state"]["waiting"]["reason"];
+    assert_eq!(waiting, "PodInitializing");
+    let condition = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized");
+    let condition = condition.unwrap();
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "ContainersNotInitialized");
+    assert_eq!(
+        condition["message"],
+        "containers with incomplete status: [prepare]"
+    );
+    assert!(pids_running(&node.dir, "sleep 3600").is_empty());
+}
+
+#[test]
+fn a_pod_past_its_active_deadline_fails_with_deadline_exceeded() {
+    let node = Node::new();
+    let mut spec = pod("deadline", json!([sleeper("build", "alpine")]), json!([]));
+    spec["spec"]["activeDeadlineSeconds"] = json!(1);
+    node.kubelet.start_pod(&spec);
+    node.sink.wait_phase("deadline", "Running");
+
+    let status = node.sink.wait_phase("deadline", "Failed");
+    assert_eq!(status["reason"], "DeadlineExceeded");
+    assert_eq!(
+        status["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let events = node.sink.events("deadline");
+    assert!(events
+        .iter()
+        .any(|e| e.1 == "Warning" && e.2 == "DeadlineExceeded"));
+}

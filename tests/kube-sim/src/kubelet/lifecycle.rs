@@ -3,7 +3,9 @@
 use super::env::{self, Launch};
 use super::fate::{self, Fate};
 use super::sandbox::{ContainerRoot, Job, Sandbox};
-use super::status::{self, ContainerState, PodRecord, Scheduling, Termination};
+use super::status::{
+    self, ContainerRecord, ContainerState, PodFailure, PodRecord, Scheduling, Termination,
+};
 use super::volumes::{self, VolumeError};
 use super::{ExecRefusal, Inner, NODE_NAME};
 use serde_json::Value;
@@ -21,6 +23,8 @@ const UNSCHEDULABLE: &str =
     "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.";
 /// The message of an evicted pod.
 const EVICTED: &str = "The node was low on resource: memory.";
+/// The message of a pod that outlived its `activeDeadlineSeconds`.
+const DEADLINE_EXCEEDED: &str = "Pod was active on the node longer than the specified deadline";
 /// How long a failed pull shows ErrImagePull before ImagePullBackOff.
 const PULL_BACKOFF: Duration = Duration::from_secs(1);
 /// How often missing Secrets and ConfigMaps are looked up again.
@@ -104,6 +108,21 @@ impl Pod {
         }
     }
 
+    /// Waits until a container terminated and answers its exit code; None when stopping.
+    fn wait_terminated(&self, name: &str) -> Option<i32> {
+        let mut state = self.lock();
+        loop {
+            if state.stopping {
+                return None;
+            }
+            let container = state.record.all_containers().find(|c| c.name == name);
+            if let Some(code) = container.and_then(|c| c.exit_code()) {
+                return Some(code);
+            }
+            state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// The path of a container's log (stdout and stderr together).
     pub fn log_path(&self, container: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{container}.log"))
@@ -115,23 +134,30 @@ impl Pod {
         container: &str,
     ) -> Result<(Arc<Sandbox>, Launch, String), ExecRefusal> {
         let state = self.lock();
-        let names: Vec<&str> = state
-            .record
-            .containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
+        let names = |list: &[ContainerRecord]| -> Vec<String> {
+            list.iter().map(|c| c.name.clone()).collect()
+        };
+        let (regular, init) = (
+            names(&state.record.containers),
+            names(&state.record.init_containers),
+        );
         let pod = &self.name;
-        let container = match (container, names.as_slice()) {
+        let container = match (container, regular.as_slice()) {
             ("", [only]) => only.to_string(),
             ("", _) => {
-                let choices = names.join(" ");
-                let msg = format!(
-                    "a container name must be specified for pod {pod}, choose one of: [{choices}]"
+                let mut msg = format!(
+                    "a container name must be specified for pod {pod}, choose one of: [{}]",
+                    regular.join(" ")
                 );
+                if !init.is_empty() {
+                    msg.push_str(&format!(
+                        " or one of the init containers: [{}]",
+                        init.join(" ")
+                    ));
+                }
                 return Err(ExecRefusal::bad_request(msg));
             }
-            (name, _) if !names.contains(&name) => {
+            (name, _) if !regular.iter().chain(&init).any(|n| n == name) => {
                 let msg = format!("container {name} is not valid for pod {pod}");
                 return Err(ExecRefusal::bad_request(msg));
             }
@@ -150,8 +176,7 @@ impl Pod {
         }
         let running = state
             .record
-            .containers
-            .iter()
+            .all_containers()
             .any(|c| c.name == container && c.is_running());
         let sandbox = state.sandbox.clone().filter(|_| running);
         let launch = state.launches.get(&container).cloned();
@@ -175,18 +200,12 @@ pub fn start(inner: &Arc<Inner>, spec: Value) {
         Some(uid) => uid.to_string(),
         None => status::digest(&format!("{namespace}/{name}/{:?}", SystemTime::now()))[..32].into(),
     };
-    let containers = spec["spec"]["containers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let containers = containers
-        .iter()
-        .map(|c| {
-            let text = |k: &str| c[k].as_str().unwrap_or("").to_string();
-            (text("name"), text("image"))
-        })
-        .collect();
-    let mut record = PodRecord::new(&uid, containers);
+    let pairs = |key: &str| -> Vec<(String, String)> {
+        let list = spec["spec"][key].as_array().into_iter().flatten();
+        let text = |c: &Value, k: &str| c[k].as_str().unwrap_or("").to_string();
+        list.map(|c| (text(c, "name"), text(c, "image"))).collect()
+    };
+    let mut record = PodRecord::new(&uid, pairs("initContainers"), pairs("containers"));
     record.qos_class = qos_class(&spec);
     let dir = inner
         .state_dir
@@ -216,6 +235,9 @@ pub fn start(inner: &Arc<Inner>, spec: Value) {
     if let Ok(mut pods) = inner.pods.lock() {
         pods.insert(key, Arc::clone(&pod));
     }
+    if let Some(secs) = pod.spec["spec"]["activeDeadlineSeconds"].as_u64() {
+        watch_deadline(inner, &pod, Duration::from_secs(secs));
+    }
     let (inner, worker_pod) = (Arc::clone(inner), Arc::clone(&pod));
     let handle = thread::spawn(move || run(&inner, &worker_pod));
     let mut worker = pod.worker.lock().unwrap_or_else(|p| p.into_inner());
@@ -242,6 +264,9 @@ fn run(inner: &Arc<Inner>, pod: &Arc<Pod>) {
     let Some(sandbox) = create_sandbox(inner, pod, prepared) else {
         return;
     };
+    if !run_init_containers(inner, pod, &fates, &blocked, &sandbox) {
+        return;
+    }
     start_containers(inner, pod, &fates, &blocked, &sandbox);
     drop(sandbox);
     run_timers(inner, pod, &fates);
@@ -272,15 +297,14 @@ fn fates(pod: &Pod) -> HashMap<String, Fate> {
     let state = pod.lock();
     state
         .record
-        .containers
-        .iter()
+        .all_containers()
         .map(|c| (c.name.clone(), fate::fate_of(&c.image)))
         .collect()
 }
 
 fn image_of(pod: &Pod, container: &str) -> String {
     let state = pod.lock();
-    let c = state.record.containers.iter().find(|c| c.name == container);
+    let c = state.record.all_containers().find(|c| c.name == container);
     c.map(|c| c.image.clone()).unwrap_or_default()
 }
 
@@ -350,8 +374,8 @@ fn prepare(inner: &Inner, pod: &Pod, blocked: &[String]) -> Option<Prepared> {
     loop {
         match prepare_once(inner, pod, blocked) {
             Ok(prepared) => return Some(prepared),
-            Err(VolumeError::Config(message)) => {
-                for name in startable(pod, blocked) {
+            Err((failing, VolumeError::Config(message))) => {
+                for name in config_error_targets(pod, blocked, failing) {
                     let state = ContainerState::Waiting {
                         reason: "CreateContainerConfigError".into(),
                         message: Some(message.clone()),
@@ -364,12 +388,12 @@ fn prepare(inner: &Inner, pod: &Pod, blocked: &[String]) -> Option<Prepared> {
                 }
                 last_error = message;
             }
-            Err(VolumeError::Setup(message)) if message != last_error => {
+            Err((_, VolumeError::Setup(message))) if message != last_error => {
                 let text = format!("MountVolume.SetUp failed: {message}");
                 pod.event(inner, "Warning", "FailedMount", &text);
                 last_error = message;
             }
-            Err(VolumeError::Setup(_)) => {}
+            Err((_, VolumeError::Setup(_))) => {}
         }
         if !pod.sleep(CONFIG_RETRY) {
             return None;
@@ -383,23 +407,47 @@ fn startable(pod: &Pod, blocked: &[String]) -> Vec<String> {
     names.filter(|n| !blocked.contains(n)).collect()
 }
 
-fn prepare_once(inner: &Inner, pod: &Pod, blocked: &[String]) -> Result<Prepared, VolumeError> {
-    let sources = volumes::prepare(&pod.spec, &inner.state_dir, &pod.dir, inner.sink.as_ref())?;
+/// The containers that show a config error: the one whose environment failed, else the
+/// first init container, else every container.
+fn config_error_targets(pod: &Pod, blocked: &[String], failing: Option<String>) -> Vec<String> {
+    if let Some(name) = failing {
+        return vec![name];
+    }
+    let state = pod.lock();
+    let first_init = state
+        .record
+        .init_containers
+        .iter()
+        .find(|c| !blocked.contains(&c.name));
+    match first_init {
+        Some(init) => vec![init.name.clone()],
+        None => {
+            drop(state);
+            startable(pod, blocked)
+        }
+    }
+}
+
+/// Volumes, then every container's launch; a failure names the container when it is one's.
+fn prepare_once(
+    inner: &Inner,
+    pod: &Pod,
+    blocked: &[String],
+) -> Result<Prepared, (Option<String>, VolumeError)> {
+    let sources = volumes::prepare(&pod.spec, &inner.state_dir, &pod.dir, inner.sink.as_ref())
+        .map_err(|e| (None, e))?;
     let mut prepared = Prepared {
         launches: HashMap::new(),
         roots: Vec::new(),
     };
-    let containers = pod.spec["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    for container in containers {
+    let list = |key: &str| pod.spec["spec"][key].as_array().into_iter().flatten();
+    for container in list("initContainers").chain(list("containers")) {
         let name = container["name"].as_str().unwrap_or("").to_string();
         if blocked.contains(&name) {
             continue;
         }
         let launch = env::launch(&pod.spec, container, inner.sink.as_ref());
-        let launch = launch.map_err(VolumeError::Config)?;
+        let launch = launch.map_err(|e| (Some(name.clone()), VolumeError::Config(e)))?;
         prepared.roots.push(ContainerRoot {
             name: name.clone(),
             mounts: volumes::mounts_for(container, &sources),
@@ -431,6 +479,53 @@ fn create_sandbox(inner: &Inner, pod: &Pod, prepared: Prepared) -> Option<Arc<Sa
     }
     pod.publish(inner);
     Some(sandbox)
+}
+
+/// Runs the init containers one after the other; answers whether all completed with 0.
+fn run_init_containers(
+    inner: &Arc<Inner>,
+    pod: &Arc<Pod>,
+    fates: &HashMap<String, Fate>,
+    blocked: &[String],
+    sandbox: &Sandbox,
+) -> bool {
+    let names: Vec<String> = {
+        let state = pod.lock();
+        state
+            .record
+            .init_containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    if names.is_empty() {
+        return true;
+    }
+    for name in names {
+        if blocked.contains(&name) || pod.stopping() {
+            return false;
+        }
+        let image = image_of(pod, &name);
+        let present = format!("Container image \"{image}\" already present on machine");
+        pod.event(inner, "Normal", "Pulled", &present);
+        match fates.get(&name) {
+            Some(Fate::Exit(code)) => exit_at_once(inner, pod, &name, *code),
+            _ => start_container(inner, pod, &name, sandbox),
+        }
+        pod.publish(inner);
+        if pod.wait_terminated(&name) != Some(0) {
+            return false;
+        }
+    }
+    for name in startable(pod, blocked) {
+        let creating = ContainerState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        pod.set_state(&name, creating);
+    }
+    pod.publish(inner);
+    true
 }
 
 fn start_containers(
@@ -644,14 +739,43 @@ fn oom_kill(pod: &Pod, name: &str) {
 }
 
 fn evict(inner: &Inner, pod: &Pod) {
+    let failure = PodFailure {
+        reason: "Evicted",
+        message: EVICTED.into(),
+        disruption: true,
+    };
+    fail_pod(inner, pod, failure);
+}
+
+/// Fails the whole pod once `activeDeadlineSeconds` passed (counted from now, its start).
+fn watch_deadline(inner: &Arc<Inner>, pod: &Arc<Pod>, deadline: Duration) {
+    let (inner, watched) = (Arc::clone(inner), Arc::clone(pod));
+    let handle = thread::spawn(move || {
+        if watched.sleep(deadline) && !watched.lock().record.is_terminal() {
+            let failure = PodFailure {
+                reason: "DeadlineExceeded",
+                message: DEADLINE_EXCEEDED.into(),
+                disruption: false,
+            };
+            fail_pod(&inner, &watched, failure);
+        }
+    });
+    if let Ok(mut waiters) = pod.waiters.lock() {
+        waiters.push(handle);
+    }
+}
+
+/// Marks the pod Failed for `failure` and kills every container.
+fn fail_pod(inner: &Inner, pod: &Pod, failure: PodFailure) {
+    let (reason, message) = (failure.reason, failure.message.clone());
     {
         let mut state = pod.lock();
-        state.record.evicted = Some(EVICTED.to_string());
-        for pid in state.record.containers.iter().filter_map(|c| c.pid) {
+        state.record.failure = Some(failure);
+        for pid in state.record.all_containers().filter_map(|c| c.pid) {
             signal(pid, libc::SIGKILL);
         }
     }
-    pod.event(inner, "Warning", "Evicted", EVICTED);
+    pod.event(inner, "Warning", reason, &message);
     pod.publish(inner);
 }
 
@@ -672,12 +796,8 @@ pub fn stop(inner: &Inner, pod: &Arc<Pod>, grace: Duration) {
 
     let running: Vec<(String, u32)> = {
         let state = pod.lock();
-        state
-            .record
-            .containers
-            .iter()
-            .filter_map(|c| Some((c.name.clone(), c.pid?)))
-            .collect()
+        let all = state.record.all_containers();
+        all.filter_map(|c| Some((c.name.clone(), c.pid?))).collect()
     };
     for (name, pid) in &running {
         pod.event(
@@ -712,7 +832,7 @@ fn join_worker(pod: &Pod) {
 fn wait_all_exited(pod: &Pod, grace: Duration) {
     let deadline = Instant::now() + grace;
     let mut state = pod.lock();
-    while state.record.containers.iter().any(|c| c.pid.is_some()) {
+    while state.record.all_containers().any(|c| c.pid.is_some()) {
         let now = Instant::now();
         if now >= deadline {
             return;
