@@ -2,20 +2,18 @@
 
 use super::env::{self, Launch};
 use super::fate::{self, Fate};
+use super::pod::{Pod, State};
 use super::sandbox::{ContainerRoot, Job, Sandbox};
-use super::status::{
-    self, ContainerRecord, ContainerState, PodFailure, PodRecord, Scheduling, Termination,
-};
+use super::status::{self, ContainerState, PodFailure, PodRecord, Scheduling, Termination};
+use super::teardown::signal;
 use super::volumes::{self, VolumeError};
-use super::{ExecRefusal, Inner, NODE_NAME};
+use super::{Inner, NODE_NAME};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The message of a pod whose node selector matches no node.
@@ -29,167 +27,6 @@ const DEADLINE_EXCEEDED: &str = "Pod was active on the node longer than the spec
 const PULL_BACKOFF: Duration = Duration::from_secs(1);
 /// How often missing Secrets and ConfigMaps are looked up again.
 const CONFIG_RETRY: Duration = Duration::from_secs(1);
-
-/// A pod the kubelet runs.
-pub struct Pod {
-    namespace: String,
-    name: String,
-    spec: Value,
-    dir: PathBuf,
-    state: Mutex<State>,
-    wake: Condvar,
-    publishing: Mutex<()>,
-    worker: Mutex<Option<JoinHandle<()>>>,
-    waiters: Mutex<Vec<JoinHandle<()>>>,
-}
-
-struct State {
-    record: PodRecord,
-    stopping: bool,
-    gone: bool,
-    sandbox: Option<Arc<Sandbox>>,
-    launches: HashMap<String, Launch>,
-    oom_killed: Vec<String>,
-    /// Open stdin pipes of containers with `stdin: true`, so they do not see EOF.
-    stdins: Vec<ChildStdin>,
-}
-
-impl Pod {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn stopping(&self) -> bool {
-        self.lock().stopping
-    }
-
-    /// Sleeps `d` unless the pod is being stopped; answers whether to go on.
-    fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        let mut state = self.lock();
-        loop {
-            let now = Instant::now();
-            if state.stopping || now >= deadline {
-                return !state.stopping;
-            }
-            state = match self.wake.wait_timeout(state, deadline - now) {
-                Ok((s, _)) => s,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-    }
-
-    /// Hands the current status to the sink, in order, without holding the state lock.
-    fn publish(&self, inner: &Inner) {
-        let _order = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
-        let status = {
-            let mut state = self.lock();
-            if state.gone {
-                return;
-            }
-            state.record.render()
-        };
-        if let Some(sink) = inner.live_sink() {
-            sink.set_status(&self.namespace, &self.name, status);
-        }
-    }
-
-    fn event(&self, inner: &Inner, kind: &str, reason: &str, message: &str) {
-        if let Some(sink) = inner.live_sink() {
-            sink.event(&self.namespace, &self.name, kind, reason, message);
-        }
-    }
-
-    fn set_state(&self, container: &str, state: ContainerState) {
-        if let Some(c) = self.lock().record.container_mut(container) {
-            c.state = state;
-        }
-    }
-
-    /// Waits until a container terminated and answers its exit code; None when stopping.
-    fn wait_terminated(&self, name: &str) -> Option<i32> {
-        let mut state = self.lock();
-        loop {
-            if state.stopping {
-                return None;
-            }
-            let container = state.record.all_containers().find(|c| c.name == name);
-            if let Some(code) = container.and_then(|c| c.exit_code()) {
-                return Some(code);
-            }
-            state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// The path of a container's log (stdout and stderr together).
-    pub fn log_path(&self, container: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{container}.log"))
-    }
-
-    /// The sandbox, launch and name of the container an exec targets, or why not.
-    pub fn exec_target(
-        &self,
-        container: &str,
-    ) -> Result<(Arc<Sandbox>, Launch, String), ExecRefusal> {
-        let state = self.lock();
-        let names = |list: &[ContainerRecord]| -> Vec<String> {
-            list.iter().map(|c| c.name.clone()).collect()
-        };
-        let (regular, init) = (
-            names(&state.record.containers),
-            names(&state.record.init_containers),
-        );
-        let pod = &self.name;
-        let container = match (container, regular.as_slice()) {
-            ("", [only]) => only.to_string(),
-            ("", _) => {
-                let mut msg = format!(
-                    "a container name must be specified for pod {pod}, choose one of: [{}]",
-                    regular.join(" ")
-                );
-                if !init.is_empty() {
-                    msg.push_str(&format!(
-                        " or one of the init containers: [{}]",
-                        init.join(" ")
-                    ));
-                }
-                return Err(ExecRefusal::bad_request(msg));
-            }
-            (name, _) if !regular.iter().chain(&init).any(|n| n == name) => {
-                let msg = format!("container {name} is not valid for pod {pod}");
-                return Err(ExecRefusal::bad_request(msg));
-            }
-            (name, _) => name.to_string(),
-        };
-        if state.record.scheduling != Scheduling::Scheduled {
-            let msg = format!("pod {pod} does not have a host assigned");
-            return Err(ExecRefusal::bad_request(msg));
-        }
-        if state.record.is_terminal() {
-            let phase = state.record.phase();
-            let msg = format!(
-                "cannot exec into a container in a completed pod; current phase is {phase}"
-            );
-            return Err(ExecRefusal::bad_request(msg));
-        }
-        let running = state
-            .record
-            .all_containers()
-            .any(|c| c.name == container && c.is_running());
-        let sandbox = state.sandbox.clone().filter(|_| running);
-        let launch = state.launches.get(&container).cloned();
-        match (sandbox, launch) {
-            (Some(sandbox), Some(launch)) => Ok((sandbox, launch, container)),
-            _ => {
-                let msg =
-                    format!("unable to upgrade connection: container not found (\"{container}\")");
-                Err(ExecRefusal::bad_request(msg))
-            }
-        }
-    }
-}
 
 /// Registers a pod and starts its worker thread.
 pub fn start(inner: &Arc<Inner>, spec: Value) {
@@ -777,124 +614,6 @@ fn fail_pod(inner: &Inner, pod: &Pod, failure: PodFailure) {
     }
     pod.event(inner, "Warning", reason, &message);
     pod.publish(inner);
-}
-
-fn signal(pid: u32, signal: i32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on a pid of a child we have not reaped yet (pid set to None on reap).
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
-/// Stops a pod: SIGTERM, SIGKILL after the grace, teardown, `pod_gone`.
-pub fn stop(inner: &Inner, pod: &Arc<Pod>, grace: Duration) {
-    pod.lock().stopping = true;
-    pod.wake.notify_all();
-    join_worker(pod);
-
-    let running: Vec<(String, u32)> = {
-        let state = pod.lock();
-        let all = state.record.all_containers();
-        all.filter_map(|c| Some((c.name.clone(), c.pid?))).collect()
-    };
-    for (name, pid) in &running {
-        pod.event(
-            inner,
-            "Normal",
-            "Killing",
-            &format!("Stopping container {name}"),
-        );
-        signal(*pid, libc::SIGTERM);
-    }
-    wait_all_exited(pod, grace);
-
-    tear_down(pod);
-    if let Ok(mut pods) = inner.pods.lock() {
-        let key = (pod.namespace.clone(), pod.name.clone());
-        if pods.get(&key).is_some_and(|p| Arc::ptr_eq(p, pod)) {
-            pods.remove(&key);
-        }
-    }
-    if let Some(sink) = inner.live_sink() {
-        sink.pod_gone(&pod.namespace, &pod.name);
-    }
-}
-
-fn join_worker(pod: &Pod) {
-    let worker = pod.worker.lock().ok().and_then(|mut w| w.take());
-    if let Some(worker) = worker {
-        let _ = worker.join();
-    }
-}
-
-fn wait_all_exited(pod: &Pod, grace: Duration) {
-    let deadline = Instant::now() + grace;
-    let mut state = pod.lock();
-    while state.record.all_containers().any(|c| c.pid.is_some()) {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        state = match pod.wake.wait_timeout(state, deadline - now) {
-            Ok((s, _)) => s,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
-    }
-}
-
-/// Kills every process of the pod, reaps the containers and removes the pod's folder.
-fn tear_down(pod: &Pod) {
-    let sandbox = {
-        let mut state = pod.lock();
-        state.stdins.clear();
-        state.sandbox.take()
-    };
-    if let Some(sandbox) = sandbox {
-        sandbox.teardown();
-    }
-    let waiters: Vec<_> = pod
-        .waiters
-        .lock()
-        .map(|mut w| w.drain(..).collect())
-        .unwrap_or_default();
-    for waiter in waiters {
-        let _ = waiter.join();
-    }
-    pod.lock().gone = true;
-    if let Err(e) = fs::remove_dir_all(&pod.dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            eprintln!("kube-sim: cannot remove {}: {e}", pod.dir.display());
-        }
-    }
-}
-
-/// Kills everything at once: every pod's processes, sandboxes and folders, then the
-/// spawning thread.
-pub fn shutdown(inner: &Inner) {
-    inner.closed.store(true, Ordering::SeqCst);
-    let pods: Vec<Arc<Pod>> = match inner.pods.lock() {
-        Ok(mut pods) => pods.drain().map(|(_, pod)| pod).collect(),
-        Err(_) => Vec::new(),
-    };
-    for pod in &pods {
-        pod.lock().stopping = true;
-        pod.wake.notify_all();
-    }
-    for pod in &pods {
-        join_worker(pod);
-        tear_down(pod);
-    }
-    let stoppers: Vec<_> = inner
-        .stoppers
-        .lock()
-        .map(|mut s| s.drain(..).collect())
-        .unwrap_or_default();
-    for stopper in stoppers {
-        let _ = stopper.join();
-    }
-    inner.spawner.stop();
 }
 
 /// The QoS class: Guaranteed when every container's requests equal its cpu and memory

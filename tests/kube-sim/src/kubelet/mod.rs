@@ -7,15 +7,17 @@
 mod env;
 mod fate;
 mod lifecycle;
+mod pod;
 mod sandbox;
 mod spawn;
 mod status;
+mod teardown;
 mod volumes;
 
 pub use fate::Fate;
 pub use status::{rfc3339, POD_IP};
 
-use lifecycle::Pod;
+use pod::Pod;
 use sandbox::Job;
 use serde_json::Value;
 use spawn::Spawner;
@@ -54,6 +56,7 @@ pub struct ExecRefusal {
     pub code: u16,
     /// Status reason (`NotFound`, `BadRequest`, `InternalError`).
     pub reason: String,
+    /// The Status message, worded as the API server words it.
     pub message: String,
 }
 
@@ -86,7 +89,9 @@ impl std::error::Error for ExecRefusal {}
 /// How an exec'd process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitOutcome {
+    /// Exited with this code.
     Code(i32),
+    /// Killed by this signal.
     Signal(i32),
 }
 
@@ -106,7 +111,9 @@ impl ExitOutcome {
 pub struct ExecProcess {
     /// The process's stdin, when stdin was asked for.
     pub stdin: Option<ChildStdin>,
+    /// The process's stdout (always piped).
     pub stdout: Option<ChildStdout>,
+    /// The process's stderr (always piped).
     pub stderr: Option<ChildStderr>,
     child: Option<Child>,
 }
@@ -231,7 +238,7 @@ impl Kubelet {
             return;
         };
         let inner = Arc::clone(&self.inner);
-        let handle = thread::spawn(move || lifecycle::stop(&inner, &pod, grace));
+        let handle = thread::spawn(move || teardown::stop(&inner, &pod, grace));
         if let Ok(mut stoppers) = self.inner.stoppers.lock() {
             stoppers.retain(|h| !h.is_finished());
             stoppers.push(handle);
@@ -290,7 +297,7 @@ impl Kubelet {
     /// nothing afterwards. Waits for pending `stop_pod`s and pod threads, so the caller must
     /// not hold a lock the sink needs.
     pub fn shutdown(&self) {
-        lifecycle::shutdown(&self.inner);
+        teardown::shutdown(&self.inner);
     }
 }
 
