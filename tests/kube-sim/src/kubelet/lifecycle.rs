@@ -109,6 +109,9 @@ fn run(inner: &Arc<Inner>, pod: &Arc<Pod>) {
     run_timers(inner, pod, &fates);
 }
 
+/// Places the pod on the one node when its `nodeSelector` matches the node's labels.
+// TODO: affinity (nodeAffinity, pod affinity), tolerations and resource fit are not
+// simulated; only nodeSelector decides.
 fn schedule(inner: &Inner, pod: &Pod) -> bool {
     let selector = pod.spec["spec"]["nodeSelector"].as_object();
     let fits = selector

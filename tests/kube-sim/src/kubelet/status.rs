@@ -140,6 +140,8 @@ impl PodRecord {
     }
 
     /// The phase by the kubelet's rules for restartPolicy Never.
+    // TODO: restartPolicy Always and OnFailure are treated as Never: containers are never
+    // restarted (no restartCount, no CrashLoopBackOff); CI pods use Never.
     pub fn phase(&self) -> &'static str {
         if self.failure.is_some() {
             return "Failed";
