@@ -318,7 +318,11 @@ fn read_client<S: Read + Write>(
             _ => {}
         },
         Message::Ping(_) => ws.flush()?,
-        Message::Close(_) => return Ok(false),
+        Message::Close(_) => {
+            // Send the Close reply tungstenite queued before the connection goes.
+            let _ = ws.flush();
+            return Ok(false);
+        }
         _ => {}
     }
     Ok(true)

@@ -265,3 +265,15 @@ fn pings_are_answered_during_a_flood_of_output() {
     assert_eq!(t.status.unwrap()["status"], "Success");
     assert_eq!(server.join().unwrap(), Ending::Completed);
 }
+
+#[test]
+fn a_client_close_ends_the_stream_with_a_close_reply() {
+    let (mut client, server) = exec_pair("sleep 5", Protocol::V5, ExecFaults::default());
+    assert_eq!(next(&mut client).unwrap(), Message::binary(vec![1u8]));
+    client.close(None).unwrap();
+    let t = read_all(&mut client);
+
+    assert!(!t.ended_with_error, "the server answers the Close: {t:?}");
+    assert!(t.status.is_none());
+    assert_eq!(server.join().unwrap(), Ending::ClientGone);
+}
