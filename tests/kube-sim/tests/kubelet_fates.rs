@@ -272,3 +272,25 @@ fn an_init_container_with_a_missing_secret_shows_the_config_error() {
     assert_eq!(waiting_reason(&status, 0), Some("PodInitializing"));
     assert_eq!(status["phase"], "Pending");
 }
+
+#[test]
+fn a_command_that_cannot_start_is_a_start_error() {
+    let node = Node::new();
+    let container = json!({"name": "build", "image": "alpine", "command": ["no-such-program-xyz"]});
+    node.kubelet
+        .start_pod(&pod("nostart", json!([container]), json!([])));
+
+    let status = node.sink.wait_phase("nostart", "Failed");
+    let term = &status["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["reason"], "StartError");
+    assert_eq!(term["exitCode"], 128);
+    let message = term["message"].as_str().unwrap();
+    assert!(message.contains("exec: \"no-such-program-xyz\": executable file not found in $PATH"));
+    assert!(has_event(
+        &node,
+        "nostart",
+        "Warning",
+        "Failed",
+        "executable file not found"
+    ));
+}
