@@ -163,7 +163,7 @@ fn exec_is_refused_with_the_api_servers_wording() {
 }
 
 #[test]
-fn containers_get_their_env_expanded_and_working_dir() {
+fn containers_get_their_env_expanded_working_dir_and_pod_hostname() {
     let node = Node::new();
     let container = json!({
         "name": "build", "image": "alpine", "workingDir": "/builds/group/project",
@@ -178,11 +178,11 @@ fn containers_get_their_env_expanded_and_working_dir() {
         .start_pod(&pod("env", json!([container]), json!([])));
     node.sink.wait_phase("env", "Running");
 
-    let script = "echo \"$GREETING|$POD|$(pwd)\"; \
+    let script = "echo \"$GREETING|$POD|$(pwd)|$(uname -n)\"; \
                   while [ ! -s /tmp/argv ]; do sleep 0.05; done; cat /tmp/argv";
     let (out, err, exit) = node.sh("env", "build", script);
     assert_eq!(exit, ExitOutcome::Code(0), "{err}");
-    let expected = "hello world $(UNDEFINED) $(NAME)|env|/builds/group/project\n\
+    let expected = "hello world $(UNDEFINED) $(NAME)|env|/builds/group/project|env\n\
                     hello world $(UNDEFINED) $(NAME) $(GREETING)\n";
     assert_eq!(out, expected);
     assert!(!std::path::Path::new("/builds/group/project").exists());

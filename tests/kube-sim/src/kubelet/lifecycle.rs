@@ -28,6 +28,15 @@ const PULL_BACKOFF: Duration = Duration::from_secs(1);
 /// How often missing Secrets and ConfigMaps are looked up again.
 const CONFIG_RETRY: Duration = Duration::from_secs(1);
 
+/// The hostname of a pod: its name, cut to 63 characters as Kubernetes does.
+fn hostname(pod: &str) -> String {
+    pod.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
+}
+
 /// Registers a pod and starts its worker thread.
 pub fn start(inner: &Arc<Inner>, spec: Value) {
     let meta = &spec["metadata"];
@@ -299,7 +308,12 @@ fn prepare_once(
 }
 
 fn create_sandbox(inner: &Inner, pod: &Pod, prepared: Prepared) -> Option<Arc<Sandbox>> {
-    let sandbox = match Sandbox::create(&pod.dir, &prepared.roots, &inner.spawner) {
+    let sandbox = match Sandbox::create(
+        &pod.dir,
+        &hostname(&pod.name),
+        &prepared.roots,
+        &inner.spawner,
+    ) {
         Ok(sandbox) => Arc::new(sandbox),
         Err(e) => {
             let message = format!("Failed to create pod sandbox: {e}");
