@@ -360,7 +360,11 @@ mod tests {
         let failed = status_json(Ok(ExitOutcome::Code(3)));
         assert_eq!(
             failed,
-            r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: command terminated with exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#
+            concat!(
+                r#"{"metadata":{},"status":"Failure","message":"command terminated with "#,
+                r#"non-zero exit code: command terminated with exit code 3","reason":"#,
+                r#""NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#
+            )
         );
         let killed: serde_json::Value =
             serde_json::from_str(&status_json(Ok(ExitOutcome::Signal(9)))).unwrap();

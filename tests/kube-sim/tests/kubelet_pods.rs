@@ -213,7 +213,8 @@ fn volumes_of_every_kind_appear_at_their_mount_paths() {
         {"name": "builds", "emptyDir": {}},
         {"name": "mem", "emptyDir": {"medium": "Memory"}},
         {"name": "host", "hostPath": {"path": host_dir}},
-        {"name": "cm", "configMap": {"name": "cm", "items": [{"key": "a.conf", "path": "sub/a.conf"}]}},
+        {"name": "cm", "configMap": {"name": "cm",
+                                     "items": [{"key": "a.conf", "path": "sub/a.conf"}]}},
         {"name": "sec", "secret": {"secretName": "sec"}},
         {"name": "cache", "persistentVolumeClaim": {"claimName": "shared"}},
     ]);

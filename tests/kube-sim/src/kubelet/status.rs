@@ -196,13 +196,18 @@ impl PodRecord {
         if let Scheduling::Unschedulable(_) = self.scheduling {
             return status;
         }
+        let statuses: Vec<Value> = self
+            .containers
+            .iter()
+            .map(|c| self.container_json(c))
+            .collect();
         let fields = json!({
             "hostIP": POD_IP,
             "hostIPs": [{"ip": POD_IP}],
             "podIP": POD_IP,
             "podIPs": [{"ip": POD_IP}],
             "startTime": rfc3339(self.start_time),
-            "containerStatuses": self.containers.iter().map(|c| self.container_json(c)).collect::<Vec<_>>(),
+            "containerStatuses": statuses,
         });
         merge(&mut status, fields);
         if !self.init_containers.is_empty() {
