@@ -359,13 +359,7 @@ fn run_init_containers(
         if blocked.contains(&name) || pod.stopping() {
             return false;
         }
-        let image = image_of(pod, &name);
-        let present = format!("Container image \"{image}\" already present on machine");
-        pod.event(inner, "Normal", "Pulled", &present);
-        match fates.get(&name) {
-            Some(Fate::Exit(code)) => exit_at_once(inner, pod, &name, *code),
-            _ => start_container(inner, pod, &name, sandbox),
-        }
+        launch_container(inner, pod, fates.get(&name), &name, sandbox);
         pod.publish(inner);
         if pod.wait_terminated(&name) != Some(0) {
             return false;
@@ -394,18 +388,29 @@ fn start_containers(
         if pod.stopping() {
             return;
         }
-        let image = image_of(pod, &name);
-        let present = format!("Container image \"{image}\" already present on machine");
-        pod.event(inner, "Normal", "Pulled", &present);
-        match fates.get(&name) {
-            Some(Fate::Exit(code)) => exit_at_once(inner, pod, &name, *code),
-            _ => start_container(inner, pod, &name, sandbox),
-        }
+        launch_container(inner, pod, fates.get(&name), &name, sandbox);
         pod.publish(inner);
     }
 }
 
-fn exit_at_once(inner: &Inner, pod: &Pod, name: &str, code: i32) {
+/// Starts one container (its image is "present"), or ends it at once for `sim/exit`.
+fn launch_container(
+    inner: &Arc<Inner>,
+    pod: &Arc<Pod>,
+    fate: Option<&Fate>,
+    name: &str,
+    sandbox: &Sandbox,
+) {
+    let image = image_of(pod, name);
+    let present = format!("Container image \"{image}\" already present on machine");
+    pod.event(inner, "Normal", "Pulled", &present);
+    match fate {
+        Some(Fate::Exit(code)) => exit_at_once(inner, pod, name, *code),
+        _ => start_container(inner, pod, name, sandbox),
+    }
+}
+
+fn created_and_started(inner: &Inner, pod: &Pod, name: &str) {
     pod.event(
         inner,
         "Normal",
@@ -418,6 +423,10 @@ fn exit_at_once(inner: &Inner, pod: &Pod, name: &str, code: i32) {
         "Started",
         &format!("Started container {name}"),
     );
+}
+
+fn exit_at_once(inner: &Inner, pod: &Pod, name: &str, code: i32) {
+    created_and_started(inner, pod, name);
     let now = SystemTime::now();
     let reason = if code == 0 { "Completed" } else { "Error" };
     let termination = Termination {
@@ -455,18 +464,7 @@ fn start_container(inner: &Arc<Inner>, pod: &Arc<Pod>, name: &str, sandbox: &San
         Ok(child) => child,
         Err(e) => return start_failed(inner, pod, name, &launch, &e),
     };
-    pod.event(
-        inner,
-        "Normal",
-        "Created",
-        &format!("Created container {name}"),
-    );
-    pod.event(
-        inner,
-        "Normal",
-        "Started",
-        &format!("Started container {name}"),
-    );
+    created_and_started(inner, pod, name);
     let started_at = SystemTime::now();
     {
         let mut state = pod.lock();
@@ -493,12 +491,7 @@ fn log_file(pod: &Pod, container: &str) -> std::io::Result<File> {
 
 fn start_failed(inner: &Inner, pod: &Pod, name: &str, launch: &Launch, e: &std::io::Error) {
     let program = launch.argv.first().map(String::as_str).unwrap_or("");
-    let cause = match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("exec: \"{program}\": executable file not found in $PATH")
-        }
-        _ => format!("exec: \"{program}\": {e}"),
-    };
+    let cause = super::exec_cause(program, e);
     let message = format!(
         "failed to create containerd task: failed to create shim task: OCI runtime create \
          failed: runc create failed: unable to start container process: {cause}: unknown"

@@ -188,6 +188,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// The pod of that namespace and name, if the kubelet runs it.
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        let key = (namespace.to_string(), name.to_string());
+        self.pods.lock().ok()?.get(&key).cloned()
+    }
+
     /// The sink, unless the kubelet is shut down.
     fn live_sink(&self) -> Option<&dyn StatusSink> {
         (!self.closed.load(Ordering::SeqCst)).then_some(self.sink.as_ref())
@@ -227,14 +233,7 @@ impl Kubelet {
     /// Stops a pod: SIGTERM to every container, SIGKILL after `grace`, sandbox torn down,
     /// then `StatusSink::pod_gone`. Returns at once; unknown pods are ignored.
     pub fn stop_pod(&self, namespace: &str, name: &str, grace: Duration) {
-        let key = (namespace.to_string(), name.to_string());
-        let pod = self
-            .inner
-            .pods
-            .lock()
-            .ok()
-            .and_then(|pods| pods.get(&key).cloned());
-        let Some(pod) = pod else {
+        let Some(pod) = self.inner.pod(namespace, name) else {
             return;
         };
         let inner = Arc::clone(&self.inner);
@@ -255,14 +254,7 @@ impl Kubelet {
         command: &[String],
         stdin: bool,
     ) -> Result<ExecProcess, ExecRefusal> {
-        let key = (namespace.to_string(), name.to_string());
-        let pod = self
-            .inner
-            .pods
-            .lock()
-            .ok()
-            .and_then(|pods| pods.get(&key).cloned());
-        let pod = pod.ok_or_else(|| {
+        let pod = self.inner.pod(namespace, name).ok_or_else(|| {
             ExecRefusal::new(404, "NotFound", format!("pods \"{name}\" not found"))
         })?;
         let (sandbox, launch, container) = pod.exec_target(container)?;
@@ -288,8 +280,7 @@ impl Kubelet {
 
     /// What a container wrote to stdout and stderr so far (its log), if the pod is known.
     pub fn logs(&self, namespace: &str, name: &str, container: &str) -> Option<Vec<u8>> {
-        let key = (namespace.to_string(), name.to_string());
-        let pod = self.inner.pods.lock().ok()?.get(&key).cloned()?;
+        let pod = self.inner.pod(namespace, name)?;
         std::fs::read(pod.log_path(container)).ok()
     }
 
@@ -307,13 +298,18 @@ impl Drop for Kubelet {
     }
 }
 
-fn exec_failure(program: &str, e: &io::Error) -> String {
-    let cause = match e.kind() {
+/// How runc words a program it could not start.
+fn exec_cause(program: &str, e: &io::Error) -> String {
+    match e.kind() {
         io::ErrorKind::NotFound => {
             format!("exec: \"{program}\": executable file not found in $PATH")
         }
         _ => format!("exec: \"{program}\": {e}"),
-    };
+    }
+}
+
+fn exec_failure(program: &str, e: &io::Error) -> String {
+    let cause = exec_cause(program, e);
     format!(
         "error executing command in container: failed to exec in container: OCI runtime exec \
          failed: exec failed: unable to start container process: {cause}: unknown"
