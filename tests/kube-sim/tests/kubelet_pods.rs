@@ -282,6 +282,14 @@ fn stop_pod_terminates_every_process_and_reports_the_pod_gone() {
 }
 
 #[test]
+fn stopping_a_pod_the_kubelet_never_ran_reports_it_gone() {
+    let node = Node::new();
+    node.kubelet
+        .stop_pod("ci", "never-started", Duration::from_secs(30));
+    node.sink.wait_gone("never-started");
+}
+
+#[test]
 fn shutdown_kills_every_pod_and_leaves_no_sandbox() {
     let node = Node::new();
     node.kubelet

@@ -231,12 +231,19 @@ impl Kubelet {
     }
 
     /// Stops a pod: SIGTERM to every container, SIGKILL after `grace`, sandbox torn down,
-    /// then `StatusSink::pod_gone`. Returns at once; unknown pods are ignored.
+    /// then `StatusSink::pod_gone`. Returns at once; an unknown pod is reported gone.
     pub fn stop_pod(&self, namespace: &str, name: &str, grace: Duration) {
+        let inner = Arc::clone(&self.inner);
         let Some(pod) = self.inner.pod(namespace, name) else {
+            // Nothing runs here: the pod is gone already (told from a thread, like a stop).
+            let (namespace, name) = (namespace.to_string(), name.to_string());
+            thread::spawn(move || {
+                if let Some(sink) = inner.live_sink() {
+                    sink.pod_gone(&namespace, &name);
+                }
+            });
             return;
         };
-        let inner = Arc::clone(&self.inner);
         let handle = thread::spawn(move || teardown::stop(&inner, &pod, grace));
         if let Ok(mut stoppers) = self.inner.stoppers.lock() {
             stoppers.retain(|h| !h.is_finished());
