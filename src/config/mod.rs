@@ -4,7 +4,13 @@
 //! types, quantities, regexes, volumes), then the values are turned into the plain structs of
 //! this module. Nothing downstream re-checks them.
 
+mod error;
+mod kubernetes;
+mod load;
 pub mod quantity;
+mod reader;
+pub mod rules;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +18,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use quantity::Quantity;
+pub use error::{ConfigError, KeyError};
+pub use load::{load, parse};
+pub use quantity::{Quantity, QuantityError};
 
 use crate::secret::Secret;
 
@@ -147,10 +155,15 @@ pub struct OverwriteRule {
 }
 
 impl OverwriteRule {
-    /// Compiles `pattern` anchored at both ends.
+    /// Compiles `pattern` anchored at both ends. The pattern is first compiled alone, so one
+    /// such as `a)|(.*` cannot close the anchoring group and match any value.
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        Regex::new(pattern)?;
         let regex = Regex::new(&format!("^(?:{pattern})$"))?;
-        Ok(OverwriteRule { pattern: pattern.to_string(), regex })
+        Ok(OverwriteRule {
+            pattern: pattern.to_string(),
+            regex,
+        })
     }
 
     /// Whether the whole of `value` matches.
@@ -210,4 +223,26 @@ pub struct EmptyDirVolume {
     pub name: String,
     pub mount_path: String,
     pub medium: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overwrite_rule_matches_the_whole_value() {
+        let rule = OverwriteRule::new("ci-.*").unwrap();
+        assert!(rule.allows("ci-main"));
+        assert!(!rule.allows("prod-ci-x"));
+        let alternatives = OverwriteRule::new("a|b").unwrap();
+        assert!(alternatives.allows("a") && alternatives.allows("b"));
+        assert!(!alternatives.allows("ab"));
+    }
+
+    #[test]
+    fn overwrite_rule_cannot_close_its_anchoring_group() {
+        // Anchored as text, `^(?:a)|(.*)$` would compile and allow every value.
+        assert!(OverwriteRule::new("a)|(.*").is_err());
+        assert!(OverwriteRule::new("*").is_err());
+    }
 }

@@ -47,14 +47,27 @@ pub struct GitInfo {
     pub ref_type: String,
 }
 
-/// One entry of `variables`.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One entry of `variables`. Its `Debug` shows the value only for public, unmasked variables.
+#[derive(Clone, Default, PartialEq)]
 pub struct JobVariable {
     pub key: String,
     pub value: String,
     pub public: bool,
     pub file: bool,
     pub masked: bool,
+}
+
+impl std::fmt::Debug for JobVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.public && !self.masked;
+        f.debug_struct("JobVariable")
+            .field("key", &self.key)
+            .field("value", if shown { &self.value } else { &"[REDACTED]" })
+            .field("public", &self.public)
+            .field("file", &self.file)
+            .field("masked", &self.masked)
+            .finish()
+    }
 }
 
 /// When a step or an artifact applies.

@@ -1,0 +1,241 @@
+//! End-to-end harness: the Kubernetes simulator (HTTPS, bearer token) and the coordinator
+//! simulator run in this test process; the runner is the real binary, started as a child with a
+//! config.toml that points at both.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use coordinator_sim::{Dialect, JobRecord, Options, PipelineRun};
+use kube_sim::{Sim, SimHandle, SimOptions, TokenSpec};
+
+/// The bearer token the runner uses against the Kubernetes simulator.
+pub const KUBE_TOKEN: &str = "e2e-kube-token";
+/// The runner token registered with the coordinator simulator.
+pub const RUNNER_TOKEN: &str = "e2e-runner-token-1";
+/// The namespace job pods go to.
+pub const NAMESPACE: &str = "ci";
+/// How long one runner invocation may take before the test kills it.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// Both simulators, a temporary folder and a config.toml for the runner.
+pub struct World {
+    pub kube: SimHandle,
+    pub coordinator: coordinator_sim::SimHandle,
+    pub dir: TempDir,
+    pub config: PathBuf,
+}
+
+impl World {
+    /// Starts both simulators; `kubernetes_extra` is appended to `[runners.kubernetes]` and
+    /// `runner_extra` to the `[[runners]]` entry.
+    pub fn start(dialect: Dialect, runner_extra: &str, kubernetes_extra: &str) -> World {
+        World::start_with(
+            dialect,
+            SimOptions::default(),
+            runner_extra,
+            kubernetes_extra,
+        )
+    }
+
+    /// [`World::start`] with chosen Kubernetes simulator options (TLS and the token are added).
+    pub fn start_with(
+        dialect: Dialect,
+        mut sim: SimOptions,
+        runner_extra: &str,
+        kubernetes_extra: &str,
+    ) -> World {
+        sim.tls = true;
+        sim.tokens.push(TokenSpec::admin(
+            KUBE_TOKEN,
+            "system:serviceaccount:ci:runner",
+        ));
+        let kube = Sim::start(sim).expect("kubernetes simulator starts");
+        let options = Options {
+            dialect,
+            ..Options::default()
+        };
+        let coordinator =
+            coordinator_sim::Sim::start(options).expect("coordinator simulator starts");
+        coordinator.add_runner(RUNNER_TOKEN);
+        let dir = TempDir::new("e2e");
+        let config = dir.path().join("config.toml");
+        let text = config_text(&kube, &coordinator.url(), runner_extra, kubernetes_extra);
+        std::fs::write(&config, text).expect("config written");
+        World {
+            kube,
+            coordinator,
+            dir,
+            config,
+        }
+    }
+
+    /// A git repository with `files`, committed on branch `main`.
+    pub fn repo(&self, files: &[(&str, &str)]) -> PathBuf {
+        let repo = self.dir.path().join("repo");
+        std::fs::create_dir_all(&repo).expect("repo folder");
+        for (name, content) in files {
+            let path = repo.join(name);
+            std::fs::create_dir_all(path.parent().expect("file in a folder")).expect("folders");
+            std::fs::write(&path, content).expect("file written");
+        }
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["add", "-A"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=e2e",
+                "-c",
+                "user.email=e2e@localhost",
+                "commit",
+                "-qm",
+                "init",
+            ],
+        );
+        repo
+    }
+
+    /// Queues a pipeline over `repo`.
+    pub fn pipeline(&self, json: &str, repo: &Path) -> PipelineRun {
+        self.coordinator
+            .enqueue_pipeline(json, repo)
+            .expect("pipeline queued")
+    }
+
+    /// Runs `alloy-runner run-single` until `max_builds` jobs are done (or 20 s without a job).
+    pub fn run_single(&self, max_builds: u32) -> Output {
+        let max = max_builds.to_string();
+        self.runner(&["run-single", "--max-builds", &max, "--wait-timeout", "20"])
+    }
+
+    /// Runs the runner binary with this world's config and `args`, killed after a limit.
+    pub fn runner(&self, args: &[&str]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alloy-runner"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--log-level")
+            .arg("debug")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runner starts");
+        let started = Instant::now();
+        while child.try_wait().expect("runner status").is_none() {
+            if started.elapsed() > RUN_LIMIT {
+                child.kill().ok();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("runner output")
+    }
+
+    /// The job's record once the coordinator has its final state.
+    pub fn finished(&self, id: u64) -> JobRecord {
+        self.coordinator
+            .wait_for_job_finished(id, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("job {id} did not finish: {:?}", self.coordinator.job(id)))
+    }
+
+    /// Pods left in the job namespace once graceful deletions have had up to 15 s to finish.
+    /// Every pod must already be marked for deletion when this is called.
+    pub fn pods_left(&self) -> Vec<String> {
+        let undeleted: Vec<String> = self
+            .kube
+            .pods(NAMESPACE)
+            .iter()
+            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+            .map(|pod| pod["metadata"]["name"].as_str().unwrap_or("?").to_string())
+            .collect();
+        assert_eq!(
+            undeleted,
+            Vec::<String>::new(),
+            "pods not even marked for deletion"
+        );
+        let until = Instant::now() + Duration::from_secs(15);
+        while !self.kube.pods(NAMESPACE).is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kube
+            .pods(NAMESPACE)
+            .iter()
+            .map(|pod| pod["metadata"]["name"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+}
+
+/// The job log as the coordinator received it (the final PUT's trace, else the patches).
+pub fn log_of(record: &JobRecord) -> String {
+    String::from_utf8_lossy(&record.log()).into_owned()
+}
+
+/// Prints what the runner said, for a failing test's output.
+pub fn show(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn config_text(kube: &SimHandle, url: &str, runner_extra: &str, kubernetes_extra: &str) -> String {
+    let ca = kube.ca_pem_path().expect("the simulator serves TLS");
+    format!(
+        "concurrent = 1\ncheck_interval = 1\n\n[[runners]]\n  name = \"e2e\"\n  url = \"{url}\"\n  \
+         token = \"{RUNNER_TOKEN}\"\n  executor = \"kubernetes\"\n{runner_extra}\n  \
+         [runners.kubernetes]\n    host = \"{}\"\n    ca_file = \"{}\"\n    \
+         bearer_token = \"{KUBE_TOKEN}\"\n    namespace = \"{NAMESPACE}\"\n    \
+         image = \"alpine:3.20\"\n    poll_interval = 1\n    poll_timeout = 30\n{kubernetes_extra}\n",
+        kube.url(),
+        ca.display()
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?} failed");
+}
+
+/// A temporary folder removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!(
+            "alloy-{prefix}-{}-{n}-{}",
+            std::process::id(),
+            nanos()
+        ));
+        std::fs::create_dir_all(&path).expect("temp folder");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
