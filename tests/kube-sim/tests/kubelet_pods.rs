@@ -488,3 +488,16 @@ fn a_pod_past_its_active_deadline_fails_with_deadline_exceeded() {
         .iter()
         .any(|e| e.1 == "Warning" && e.2 == "DeadlineExceeded"));
 }
+
+#[test]
+fn container_output_is_kept_as_its_log() {
+    let node = Node::new();
+    let script = "echo to-stdout; echo to-stderr >&2";
+    let c = json!({"name": "build", "image": "alpine", "command": ["sh", "-c", script]});
+    node.kubelet.start_pod(&pod("logs", json!([c]), json!([])));
+    node.sink.wait_phase("logs", "Succeeded");
+
+    let log = node.kubelet.logs("ci", "logs", "build").unwrap();
+    assert_eq!(String::from_utf8(log).unwrap(), "to-stdout\nto-stderr\n");
+    assert_eq!(node.kubelet.logs("ci", "nope", "build"), None);
+}
