@@ -21,6 +21,8 @@ const ERROR: u8 = 3;
 const CLOSE: u8 = 255;
 /// How long to wait for the client's Close after ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Most output chunks sent before the client gets read again.
+const BURST: usize = 64;
 /// Largest output chunk put in one message.
 const CHUNK: usize = 32 * 1024;
 
@@ -97,22 +99,8 @@ pub fn serve<S: Read + Write>(
     // Pump output out and client messages in until both output streams end.
     let mut open = 2;
     while open > 0 {
-        loop {
-            match output.try_recv() {
-                Ok(Output::Data(channel, data)) => {
-                    match send_output(&mut ws, channel, data, &mut sent, faults) {
-                        Ok(true) => {}
-                        Ok(false) => return Ending::Dropped,
-                        Err(_) => return Ending::ClientGone,
-                    }
-                }
-                Ok(Output::Eof) => open -= 1,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    open = 0;
-                    break;
-                }
-            }
+        if let Err(ending) = send_pending(&mut ws, &output, &mut open, &mut sent, faults) {
+            return ending;
         }
         if open == 0 {
             break;
@@ -253,6 +241,33 @@ fn start_stdin_writer(mut pipe: std::process::ChildStdin) -> Sender<Vec<u8>> {
     tx
 }
 
+/// Sends pending output, at most `BURST` chunks so that client messages (stdin, pings) are
+/// still read under a flood; an error is how the stream ended.
+fn send_pending<S: Read + Write>(
+    ws: &mut WebSocket<S>,
+    output: &Receiver<Output>,
+    open: &mut u8,
+    sent: &mut u64,
+    faults: ExecFaults,
+) -> Result<(), Ending> {
+    for _ in 0..BURST {
+        match output.try_recv() {
+            Ok(Output::Data(channel, data)) => match send_output(ws, channel, data, sent, faults) {
+                Ok(true) => {}
+                Ok(false) => return Err(Ending::Dropped),
+                Err(_) => return Err(Ending::ClientGone),
+            },
+            Ok(Output::Eof) => *open = open.saturating_sub(1),
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => {
+                *open = 0;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sends one output chunk, honouring the byte budget; `Ok(false)` once the fault fired.
 fn send_output<S: Read + Write>(
     ws: &mut WebSocket<S>,
@@ -303,7 +318,11 @@ fn read_client<S: Read + Write>(
             _ => {}
         },
         Message::Ping(_) => ws.flush()?,
-        Message::Close(_) => return Ok(false),
+        Message::Close(_) => {
+            // Send the Close reply tungstenite queued before the connection goes.
+            let _ = ws.flush();
+            return Ok(false);
+        }
         _ => {}
     }
     Ok(true)
@@ -341,7 +360,11 @@ mod tests {
         let failed = status_json(Ok(ExitOutcome::Code(3)));
         assert_eq!(
             failed,
-            r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: command terminated with exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#
+            concat!(
+                r#"{"metadata":{},"status":"Failure","message":"command terminated with "#,
+                r#"non-zero exit code: command terminated with exit code 3","reason":"#,
+                r#""NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#
+            )
         );
         let killed: serde_json::Value =
             serde_json::from_str(&status_json(Ok(ExitOutcome::Signal(9)))).unwrap();

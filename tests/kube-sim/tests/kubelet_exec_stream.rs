@@ -71,6 +71,8 @@ struct Transcript {
     status: Option<serde_json::Value>,
     close_code: Option<u16>,
     ended_with_error: bool,
+    /// Pong payloads, with whether the Status had already arrived.
+    pongs: Vec<(Vec<u8>, bool)>,
 }
 
 /// The next message, reading again after EINTR.
@@ -97,6 +99,7 @@ fn read_all(client: &mut Client) -> Transcript {
                 }
                 t.frames.push(data.to_vec());
             }
+            Ok(Message::Pong(data)) => t.pongs.push((data.to_vec(), t.status.is_some())),
             Ok(Message::Close(frame)) => {
                 t.close_code = frame.map(|f| u16::from(f.code));
             }
@@ -245,4 +248,32 @@ fn drop_after_bytes_cuts_the_connection_without_a_status() {
         "the connection must end without a closing handshake"
     );
     assert_eq!(server.join().unwrap(), Ending::Dropped);
+}
+
+#[test]
+fn pings_are_answered_during_a_flood_of_output() {
+    let script = "head -c 20000000 /dev/zero";
+    let (mut client, server) = exec_pair(script, Protocol::V5, ExecFaults::default());
+    assert_eq!(next(&mut client).unwrap(), Message::binary(vec![1u8]));
+    next(&mut client).unwrap();
+    client
+        .send(Message::Ping(b"flood".to_vec().into()))
+        .unwrap();
+    let t = read_all(&mut client);
+
+    assert_eq!(t.pongs, vec![(b"flood".to_vec(), false)]);
+    assert_eq!(t.status.unwrap()["status"], "Success");
+    assert_eq!(server.join().unwrap(), Ending::Completed);
+}
+
+#[test]
+fn a_client_close_ends_the_stream_with_a_close_reply() {
+    let (mut client, server) = exec_pair("sleep 5", Protocol::V5, ExecFaults::default());
+    assert_eq!(next(&mut client).unwrap(), Message::binary(vec![1u8]));
+    client.close(None).unwrap();
+    let t = read_all(&mut client);
+
+    assert!(!t.ended_with_error, "the server answers the Close: {t:?}");
+    assert!(t.status.is_none());
+    assert_eq!(server.join().unwrap(), Ending::ClientGone);
 }

@@ -254,3 +254,43 @@ fn exit_fate_terminates_the_container_before_the_pod_runs() {
     assert_eq!(status["phase"], "Pending");
     assert_eq!(waiting_reason(&status, 1), Some("ContainerCreating"));
 }
+
+#[test]
+fn an_init_container_with_a_missing_secret_shows_the_config_error() {
+    let node = Node::new();
+    let init = json!({"name": "prepare", "image": "alpine", "command": ["true"],
+        "envFrom": [{"secretRef": {"name": "creds"}}]});
+    let mut spec = pod("init-cfg", json!([sleeper("build", "alpine")]), json!([]));
+    spec["spec"]["initContainers"] = json!([init]);
+    node.kubelet.start_pod(&spec);
+
+    let status = node.sink.wait_status("init-cfg", |s| {
+        s["initContainerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    let waiting = &status["initContainerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["message"], "secret \"creds\" not found");
+    assert_eq!(waiting_reason(&status, 0), Some("PodInitializing"));
+    assert_eq!(status["phase"], "Pending");
+}
+
+#[test]
+fn a_command_that_cannot_start_is_a_start_error() {
+    let node = Node::new();
+    let container = json!({"name": "build", "image": "alpine", "command": ["no-such-program-xyz"]});
+    node.kubelet
+        .start_pod(&pod("nostart", json!([container]), json!([])));
+
+    let status = node.sink.wait_phase("nostart", "Failed");
+    let term = &status["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["reason"], "StartError");
+    assert_eq!(term["exitCode"], 128);
+    let message = term["message"].as_str().unwrap();
+    assert!(message.contains("exec: \"no-such-program-xyz\": executable file not found in $PATH"));
+    assert!(has_event(
+        &node,
+        "nostart",
+        "Warning",
+        "Failed",
+        "executable file not found"
+    ));
+}

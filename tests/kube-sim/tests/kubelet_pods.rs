@@ -163,7 +163,7 @@ fn exec_is_refused_with_the_api_servers_wording() {
 }
 
 #[test]
-fn containers_get_their_env_expanded_and_working_dir() {
+fn containers_get_their_env_expanded_working_dir_and_pod_hostname() {
     let node = Node::new();
     let container = json!({
         "name": "build", "image": "alpine", "workingDir": "/builds/group/project",
@@ -178,11 +178,11 @@ fn containers_get_their_env_expanded_and_working_dir() {
         .start_pod(&pod("env", json!([container]), json!([])));
     node.sink.wait_phase("env", "Running");
 
-    let script = "echo \"$GREETING|$POD|$(pwd)\"; \
+    let script = "echo \"$GREETING|$POD|$(pwd)|$(uname -n)\"; \
                   while [ ! -s /tmp/argv ]; do sleep 0.05; done; cat /tmp/argv";
     let (out, err, exit) = node.sh("env", "build", script);
     assert_eq!(exit, ExitOutcome::Code(0), "{err}");
-    let expected = "hello world $(UNDEFINED) $(NAME)|env|/builds/group/project\n\
+    let expected = "hello world $(UNDEFINED) $(NAME)|env|/builds/group/project|env\n\
                     hello world $(UNDEFINED) $(NAME) $(GREETING)\n";
     assert_eq!(out, expected);
     assert!(!std::path::Path::new("/builds/group/project").exists());
@@ -213,7 +213,8 @@ fn volumes_of_every_kind_appear_at_their_mount_paths() {
         {"name": "builds", "emptyDir": {}},
         {"name": "mem", "emptyDir": {"medium": "Memory"}},
         {"name": "host", "hostPath": {"path": host_dir}},
-        {"name": "cm", "configMap": {"name": "cm", "items": [{"key": "a.conf", "path": "sub/a.conf"}]}},
+        {"name": "cm", "configMap": {"name": "cm",
+                                     "items": [{"key": "a.conf", "path": "sub/a.conf"}]}},
         {"name": "sec", "secret": {"secretName": "sec"}},
         {"name": "cache", "persistentVolumeClaim": {"claimName": "shared"}},
     ]);
@@ -278,6 +279,14 @@ fn stop_pod_terminates_every_process_and_reports_the_pod_gone() {
     assert!(!node.dir.join("pods").read_dir().unwrap().any(|e| e.is_ok()));
     let killing = node.sink.events("stop").iter().any(|e| e.2 == "Killing");
     assert!(killing);
+}
+
+#[test]
+fn stopping_a_pod_the_kubelet_never_ran_reports_it_gone() {
+    let node = Node::new();
+    node.kubelet
+        .stop_pod("ci", "never-started", Duration::from_secs(30));
+    node.sink.wait_gone("never-started");
 }
 
 #[test]
@@ -394,4 +403,101 @@ fn every_pod_process_dies_with_the_simulator() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(pids.len(), 1, "the background sleep of the pod");
     assert!(!in_pod(), "a process of the pod outlived the simulator");
+}
+
+#[test]
+fn init_containers_run_to_completion_before_the_containers() {
+    let node = Node::new();
+    let mount = json!([{"name": "work", "mountPath": "/work-dir"}]);
+    let init = json!({"name": "prepare", "image": "alpine", "volumeMounts": mount,
+                      "command": ["sh", "-c", "sleep 0.3; echo prepared > /work-dir/flag"]});
+    let main = json!({"name": "build", "image": "alpine", "volumeMounts": mount,
+                      "command": ["sleep", "3600"]});
+    let mut spec = pod(
+        "init",
+        json!([main]),
+        json!([{"name": "work", "emptyDir": {}}]),
+    );
+    spec["spec"]["initContainers"] = json!([init]);
+    node.kubelet.start_pod(&spec);
+
+    let first = node.sink.wait_phase("init", "Pending");
+    let waiting = &first["containerStatuses"][0]["state"]["waiting"]["reason"];
+    assert_eq!(waiting, "PodInitializing");
+    let running = node.sink.wait_phase("init", "Running");
+    let init_status = &running["initContainerStatuses"][0];
+    assert_eq!(init_status["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init_status["ready"], true);
+    let initialized = running["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Initialized" && c["status"] == "True");
+    assert!(initialized, "{running:#}");
+    let (out, _, _) = node.sh("init", "build", "cat /work-dir/flag");
+    assert_eq!(out, "prepared\n");
+}
+
+#[test]
+fn a_failing_init_container_fails_the_pod() {
+    let node = Node::new();
+    let init = json!({"name": "prepare", "image": "alpine", "command": ["sh", "-c", "exit 2"]});
+    let mut spec = pod("init-fail", json!([sleeper("build", "alpine")]), json!([]));
+    spec["spec"]["initContainers"] = json!([init]);
+    node.kubelet.start_pod(&spec);
+
+    let status = node.sink.wait_phase("init-fail", "Failed");
+    let term = &status["initContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (term["exitCode"].as_i64(), term["reason"].as_str()),
+        (Some(2), Some("Error"))
+    );
+    let waiting = &status["containerStatuses"][0]["state"]["waiting"]["reason"];
+    assert_eq!(waiting, "PodInitializing");
+    let condition = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized");
+    let condition = condition.unwrap();
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "ContainersNotInitialized");
+    assert_eq!(
+        condition["message"],
+        "containers with incomplete status: [prepare]"
+    );
+    assert!(pids_running(&node.dir, "sleep 3600").is_empty());
+}
+
+#[test]
+fn a_pod_past_its_active_deadline_fails_with_deadline_exceeded() {
+    let node = Node::new();
+    let mut spec = pod("deadline", json!([sleeper("build", "alpine")]), json!([]));
+    spec["spec"]["activeDeadlineSeconds"] = json!(1);
+    node.kubelet.start_pod(&spec);
+    node.sink.wait_phase("deadline", "Running");
+
+    let status = node.sink.wait_phase("deadline", "Failed");
+    assert_eq!(status["reason"], "DeadlineExceeded");
+    assert_eq!(
+        status["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let events = node.sink.events("deadline");
+    assert!(events
+        .iter()
+        .any(|e| e.1 == "Warning" && e.2 == "DeadlineExceeded"));
+}
+
+#[test]
+fn container_output_is_kept_as_its_log() {
+    let node = Node::new();
+    let script = "echo to-stdout; echo to-stderr >&2";
+    let c = json!({"name": "build", "image": "alpine", "command": ["sh", "-c", script]});
+    node.kubelet.start_pod(&pod("logs", json!([c]), json!([])));
+    node.sink.wait_phase("logs", "Succeeded");
+
+    let log = node.kubelet.logs("ci", "logs", "build").unwrap();
+    assert_eq!(String::from_utf8(log).unwrap(), "to-stdout\nto-stderr\n");
+    assert_eq!(node.kubelet.logs("ci", "nope", "build"), None);
 }

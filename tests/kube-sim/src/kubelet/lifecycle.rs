@@ -2,18 +2,18 @@
 
 use super::env::{self, Launch};
 use super::fate::{self, Fate};
+use super::pod::{Pod, State};
 use super::sandbox::{ContainerRoot, Job, Sandbox};
-use super::status::{self, ContainerState, PodRecord, Scheduling, Termination};
+use super::status::{self, ContainerState, PodFailure, PodRecord, Scheduling, Termination};
+use super::teardown::signal;
 use super::volumes::{self, VolumeError};
-use super::{ExecRefusal, Inner, NODE_NAME};
+use super::{Inner, NODE_NAME};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The message of a pod whose node selector matches no node.
@@ -21,149 +21,20 @@ const UNSCHEDULABLE: &str =
     "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.";
 /// The message of an evicted pod.
 const EVICTED: &str = "The node was low on resource: memory.";
+/// The message of a pod that outlived its `activeDeadlineSeconds`.
+const DEADLINE_EXCEEDED: &str = "Pod was active on the node longer than the specified deadline";
 /// How long a failed pull shows ErrImagePull before ImagePullBackOff.
 const PULL_BACKOFF: Duration = Duration::from_secs(1);
 /// How often missing Secrets and ConfigMaps are looked up again.
 const CONFIG_RETRY: Duration = Duration::from_secs(1);
 
-/// A pod the kubelet runs.
-pub struct Pod {
-    namespace: String,
-    name: String,
-    spec: Value,
-    dir: PathBuf,
-    state: Mutex<State>,
-    wake: Condvar,
-    publishing: Mutex<()>,
-    worker: Mutex<Option<JoinHandle<()>>>,
-    waiters: Mutex<Vec<JoinHandle<()>>>,
-}
-
-struct State {
-    record: PodRecord,
-    stopping: bool,
-    gone: bool,
-    sandbox: Option<Arc<Sandbox>>,
-    launches: HashMap<String, Launch>,
-    oom_killed: Vec<String>,
-    /// Open stdin pipes of containers with `stdin: true`, so they do not see EOF.
-    stdins: Vec<ChildStdin>,
-}
-
-impl Pod {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn stopping(&self) -> bool {
-        self.lock().stopping
-    }
-
-    /// Sleeps `d` unless the pod is being stopped; answers whether to go on.
-    fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        let mut state = self.lock();
-        loop {
-            let now = Instant::now();
-            if state.stopping || now >= deadline {
-                return !state.stopping;
-            }
-            state = match self.wake.wait_timeout(state, deadline - now) {
-                Ok((s, _)) => s,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-    }
-
-    /// Hands the current status to the sink, in order, without holding the state lock.
-    fn publish(&self, inner: &Inner) {
-        let _order = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
-        let status = {
-            let mut state = self.lock();
-            if state.gone {
-                return;
-            }
-            state.record.render()
-        };
-        if let Some(sink) = inner.live_sink() {
-            sink.set_status(&self.namespace, &self.name, status);
-        }
-    }
-
-    fn event(&self, inner: &Inner, kind: &str, reason: &str, message: &str) {
-        if let Some(sink) = inner.live_sink() {
-            sink.event(&self.namespace, &self.name, kind, reason, message);
-        }
-    }
-
-    fn set_state(&self, container: &str, state: ContainerState) {
-        if let Some(c) = self.lock().record.container_mut(container) {
-            c.state = state;
-        }
-    }
-
-    /// The path of a container's log (stdout and stderr together).
-    pub fn log_path(&self, container: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{container}.log"))
-    }
-
-    /// The sandbox, launch and name of the container an exec targets, or why not.
-    pub fn exec_target(
-        &self,
-        container: &str,
-    ) -> Result<(Arc<Sandbox>, Launch, String), ExecRefusal> {
-        let state = self.lock();
-        let names: Vec<&str> = state
-            .record
-            .containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let pod = &self.name;
-        let container = match (container, names.as_slice()) {
-            ("", [only]) => only.to_string(),
-            ("", _) => {
-                let choices = names.join(" ");
-                let msg = format!(
-                    "a container name must be specified for pod {pod}, choose one of: [{choices}]"
-                );
-                return Err(ExecRefusal::bad_request(msg));
-            }
-            (name, _) if !names.contains(&name) => {
-                let msg = format!("container {name} is not valid for pod {pod}");
-                return Err(ExecRefusal::bad_request(msg));
-            }
-            (name, _) => name.to_string(),
-        };
-        if state.record.scheduling != Scheduling::Scheduled {
-            let msg = format!("pod {pod} does not have a host assigned");
-            return Err(ExecRefusal::bad_request(msg));
-        }
-        if state.record.is_terminal() {
-            let phase = state.record.phase();
-            let msg = format!(
-                "cannot exec into a container in a completed pod; current phase is {phase}"
-            );
-            return Err(ExecRefusal::bad_request(msg));
-        }
-        let running = state
-            .record
-            .containers
-            .iter()
-            .any(|c| c.name == container && c.is_running());
-        let sandbox = state.sandbox.clone().filter(|_| running);
-        let launch = state.launches.get(&container).cloned();
-        match (sandbox, launch) {
-            (Some(sandbox), Some(launch)) => Ok((sandbox, launch, container)),
-            _ => {
-                let msg =
-                    format!("unable to upgrade connection: container not found (\"{container}\")");
-                Err(ExecRefusal::bad_request(msg))
-            }
-        }
-    }
+/// The hostname of a pod: its name, cut to 63 characters as Kubernetes does.
+fn hostname(pod: &str) -> String {
+    pod.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
 }
 
 /// Registers a pod and starts its worker thread.
@@ -175,18 +46,12 @@ pub fn start(inner: &Arc<Inner>, spec: Value) {
         Some(uid) => uid.to_string(),
         None => status::digest(&format!("{namespace}/{name}/{:?}", SystemTime::now()))[..32].into(),
     };
-    let containers = spec["spec"]["containers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let containers = containers
-        .iter()
-        .map(|c| {
-            let text = |k: &str| c[k].as_str().unwrap_or("").to_string();
-            (text("name"), text("image"))
-        })
-        .collect();
-    let mut record = PodRecord::new(&uid, containers);
+    let pairs = |key: &str| -> Vec<(String, String)> {
+        let list = spec["spec"][key].as_array().into_iter().flatten();
+        let text = |c: &Value, k: &str| c[k].as_str().unwrap_or("").to_string();
+        list.map(|c| (text(c, "name"), text(c, "image"))).collect()
+    };
+    let mut record = PodRecord::new(&uid, pairs("initContainers"), pairs("containers"));
     record.qos_class = qos_class(&spec);
     let dir = inner
         .state_dir
@@ -216,6 +81,9 @@ pub fn start(inner: &Arc<Inner>, spec: Value) {
     if let Ok(mut pods) = inner.pods.lock() {
         pods.insert(key, Arc::clone(&pod));
     }
+    if let Some(secs) = pod.spec["spec"]["activeDeadlineSeconds"].as_u64() {
+        watch_deadline(inner, &pod, Duration::from_secs(secs));
+    }
     let (inner, worker_pod) = (Arc::clone(inner), Arc::clone(&pod));
     let handle = thread::spawn(move || run(&inner, &worker_pod));
     let mut worker = pod.worker.lock().unwrap_or_else(|p| p.into_inner());
@@ -242,11 +110,17 @@ fn run(inner: &Arc<Inner>, pod: &Arc<Pod>) {
     let Some(sandbox) = create_sandbox(inner, pod, prepared) else {
         return;
     };
+    if !run_init_containers(inner, pod, &fates, &blocked, &sandbox) {
+        return;
+    }
     start_containers(inner, pod, &fates, &blocked, &sandbox);
     drop(sandbox);
     run_timers(inner, pod, &fates);
 }
 
+/// Places the pod on the one node when its `nodeSelector` matches the node's labels.
+// TODO: affinity (nodeAffinity, pod affinity), tolerations and resource fit are not
+// simulated; only nodeSelector decides.
 fn schedule(inner: &Inner, pod: &Pod) -> bool {
     let selector = pod.spec["spec"]["nodeSelector"].as_object();
     let fits = selector
@@ -272,15 +146,14 @@ fn fates(pod: &Pod) -> HashMap<String, Fate> {
     let state = pod.lock();
     state
         .record
-        .containers
-        .iter()
+        .all_containers()
         .map(|c| (c.name.clone(), fate::fate_of(&c.image)))
         .collect()
 }
 
 fn image_of(pod: &Pod, container: &str) -> String {
     let state = pod.lock();
-    let c = state.record.containers.iter().find(|c| c.name == container);
+    let c = state.record.all_containers().find(|c| c.name == container);
     c.map(|c| c.image.clone()).unwrap_or_default()
 }
 
@@ -350,8 +223,8 @@ fn prepare(inner: &Inner, pod: &Pod, blocked: &[String]) -> Option<Prepared> {
     loop {
         match prepare_once(inner, pod, blocked) {
             Ok(prepared) => return Some(prepared),
-            Err(VolumeError::Config(message)) => {
-                for name in startable(pod, blocked) {
+            Err((failing, VolumeError::Config(message))) => {
+                for name in config_error_targets(pod, blocked, failing) {
                     let state = ContainerState::Waiting {
                         reason: "CreateContainerConfigError".into(),
                         message: Some(message.clone()),
@@ -364,12 +237,12 @@ fn prepare(inner: &Inner, pod: &Pod, blocked: &[String]) -> Option<Prepared> {
                 }
                 last_error = message;
             }
-            Err(VolumeError::Setup(message)) if message != last_error => {
+            Err((_, VolumeError::Setup(message))) if message != last_error => {
                 let text = format!("MountVolume.SetUp failed: {message}");
                 pod.event(inner, "Warning", "FailedMount", &text);
                 last_error = message;
             }
-            Err(VolumeError::Setup(_)) => {}
+            Err((_, VolumeError::Setup(_))) => {}
         }
         if !pod.sleep(CONFIG_RETRY) {
             return None;
@@ -383,23 +256,47 @@ fn startable(pod: &Pod, blocked: &[String]) -> Vec<String> {
     names.filter(|n| !blocked.contains(n)).collect()
 }
 
-fn prepare_once(inner: &Inner, pod: &Pod, blocked: &[String]) -> Result<Prepared, VolumeError> {
-    let sources = volumes::prepare(&pod.spec, &inner.state_dir, &pod.dir, inner.sink.as_ref())?;
+/// The containers that show a config error: the one whose environment failed, else the
+/// first init container, else every container.
+fn config_error_targets(pod: &Pod, blocked: &[String], failing: Option<String>) -> Vec<String> {
+    if let Some(name) = failing {
+        return vec![name];
+    }
+    let state = pod.lock();
+    let first_init = state
+        .record
+        .init_containers
+        .iter()
+        .find(|c| !blocked.contains(&c.name));
+    match first_init {
+        Some(init) => vec![init.name.clone()],
+        None => {
+            drop(state);
+            startable(pod, blocked)
+        }
+    }
+}
+
+/// Volumes, then every container's launch; a failure names the container when it is one's.
+fn prepare_once(
+    inner: &Inner,
+    pod: &Pod,
+    blocked: &[String],
+) -> Result<Prepared, (Option<String>, VolumeError)> {
+    let sources = volumes::prepare(&pod.spec, &inner.state_dir, &pod.dir, inner.sink.as_ref())
+        .map_err(|e| (None, e))?;
     let mut prepared = Prepared {
         launches: HashMap::new(),
         roots: Vec::new(),
     };
-    let containers = pod.spec["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    for container in containers {
+    let list = |key: &str| pod.spec["spec"][key].as_array().into_iter().flatten();
+    for container in list("initContainers").chain(list("containers")) {
         let name = container["name"].as_str().unwrap_or("").to_string();
         if blocked.contains(&name) {
             continue;
         }
         let launch = env::launch(&pod.spec, container, inner.sink.as_ref());
-        let launch = launch.map_err(VolumeError::Config)?;
+        let launch = launch.map_err(|e| (Some(name.clone()), VolumeError::Config(e)))?;
         prepared.roots.push(ContainerRoot {
             name: name.clone(),
             mounts: volumes::mounts_for(container, &sources),
@@ -411,7 +308,12 @@ fn prepare_once(inner: &Inner, pod: &Pod, blocked: &[String]) -> Result<Prepared
 }
 
 fn create_sandbox(inner: &Inner, pod: &Pod, prepared: Prepared) -> Option<Arc<Sandbox>> {
-    let sandbox = match Sandbox::create(&pod.dir, &prepared.roots, &inner.spawner) {
+    let sandbox = match Sandbox::create(
+        &pod.dir,
+        &hostname(&pod.name),
+        &prepared.roots,
+        &inner.spawner,
+    ) {
         Ok(sandbox) => Arc::new(sandbox),
         Err(e) => {
             let message = format!("Failed to create pod sandbox: {e}");
@@ -433,6 +335,47 @@ fn create_sandbox(inner: &Inner, pod: &Pod, prepared: Prepared) -> Option<Arc<Sa
     Some(sandbox)
 }
 
+/// Runs the init containers one after the other; answers whether all completed with 0.
+fn run_init_containers(
+    inner: &Arc<Inner>,
+    pod: &Arc<Pod>,
+    fates: &HashMap<String, Fate>,
+    blocked: &[String],
+    sandbox: &Sandbox,
+) -> bool {
+    let names: Vec<String> = {
+        let state = pod.lock();
+        state
+            .record
+            .init_containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    if names.is_empty() {
+        return true;
+    }
+    for name in names {
+        if blocked.contains(&name) || pod.stopping() {
+            return false;
+        }
+        launch_container(inner, pod, fates.get(&name), &name, sandbox);
+        pod.publish(inner);
+        if pod.wait_terminated(&name) != Some(0) {
+            return false;
+        }
+    }
+    for name in startable(pod, blocked) {
+        let creating = ContainerState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        pod.set_state(&name, creating);
+    }
+    pod.publish(inner);
+    true
+}
+
 fn start_containers(
     inner: &Arc<Inner>,
     pod: &Arc<Pod>,
@@ -445,18 +388,29 @@ fn start_containers(
         if pod.stopping() {
             return;
         }
-        let image = image_of(pod, &name);
-        let present = format!("Container image \"{image}\" already present on machine");
-        pod.event(inner, "Normal", "Pulled", &present);
-        match fates.get(&name) {
-            Some(Fate::Exit(code)) => exit_at_once(inner, pod, &name, *code),
-            _ => start_container(inner, pod, &name, sandbox),
-        }
+        launch_container(inner, pod, fates.get(&name), &name, sandbox);
         pod.publish(inner);
     }
 }
 
-fn exit_at_once(inner: &Inner, pod: &Pod, name: &str, code: i32) {
+/// Starts one container (its image is "present"), or ends it at once for `sim/exit`.
+fn launch_container(
+    inner: &Arc<Inner>,
+    pod: &Arc<Pod>,
+    fate: Option<&Fate>,
+    name: &str,
+    sandbox: &Sandbox,
+) {
+    let image = image_of(pod, name);
+    let present = format!("Container image \"{image}\" already present on machine");
+    pod.event(inner, "Normal", "Pulled", &present);
+    match fate {
+        Some(Fate::Exit(code)) => exit_at_once(inner, pod, name, *code),
+        _ => start_container(inner, pod, name, sandbox),
+    }
+}
+
+fn created_and_started(inner: &Inner, pod: &Pod, name: &str) {
     pod.event(
         inner,
         "Normal",
@@ -469,6 +423,10 @@ fn exit_at_once(inner: &Inner, pod: &Pod, name: &str, code: i32) {
         "Started",
         &format!("Started container {name}"),
     );
+}
+
+fn exit_at_once(inner: &Inner, pod: &Pod, name: &str, code: i32) {
+    created_and_started(inner, pod, name);
     let now = SystemTime::now();
     let reason = if code == 0 { "Completed" } else { "Error" };
     let termination = Termination {
@@ -506,18 +464,7 @@ fn start_container(inner: &Arc<Inner>, pod: &Arc<Pod>, name: &str, sandbox: &San
         Ok(child) => child,
         Err(e) => return start_failed(inner, pod, name, &launch, &e),
     };
-    pod.event(
-        inner,
-        "Normal",
-        "Created",
-        &format!("Created container {name}"),
-    );
-    pod.event(
-        inner,
-        "Normal",
-        "Started",
-        &format!("Started container {name}"),
-    );
+    created_and_started(inner, pod, name);
     let started_at = SystemTime::now();
     {
         let mut state = pod.lock();
@@ -544,12 +491,7 @@ fn log_file(pod: &Pod, container: &str) -> std::io::Result<File> {
 
 fn start_failed(inner: &Inner, pod: &Pod, name: &str, launch: &Launch, e: &std::io::Error) {
     let program = launch.argv.first().map(String::as_str).unwrap_or("");
-    let cause = match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("exec: \"{program}\": executable file not found in $PATH")
-        }
-        _ => format!("exec: \"{program}\": {e}"),
-    };
+    let cause = super::exec_cause(program, e);
     let message = format!(
         "failed to create containerd task: failed to create shim task: OCI runtime create \
          failed: runc create failed: unable to start container process: {cause}: unknown"
@@ -644,137 +586,44 @@ fn oom_kill(pod: &Pod, name: &str) {
 }
 
 fn evict(inner: &Inner, pod: &Pod) {
+    let failure = PodFailure {
+        reason: "Evicted",
+        message: EVICTED.into(),
+        disruption: true,
+    };
+    fail_pod(inner, pod, failure);
+}
+
+/// Fails the whole pod once `activeDeadlineSeconds` passed (counted from now, its start).
+fn watch_deadline(inner: &Arc<Inner>, pod: &Arc<Pod>, deadline: Duration) {
+    let (inner, watched) = (Arc::clone(inner), Arc::clone(pod));
+    let handle = thread::spawn(move || {
+        if watched.sleep(deadline) && !watched.lock().record.is_terminal() {
+            let failure = PodFailure {
+                reason: "DeadlineExceeded",
+                message: DEADLINE_EXCEEDED.into(),
+                disruption: false,
+            };
+            fail_pod(&inner, &watched, failure);
+        }
+    });
+    if let Ok(mut waiters) = pod.waiters.lock() {
+        waiters.push(handle);
+    }
+}
+
+/// Marks the pod Failed for `failure` and kills every container.
+fn fail_pod(inner: &Inner, pod: &Pod, failure: PodFailure) {
+    let (reason, message) = (failure.reason, failure.message.clone());
     {
         let mut state = pod.lock();
-        state.record.evicted = Some(EVICTED.to_string());
-        for pid in state.record.containers.iter().filter_map(|c| c.pid) {
+        state.record.failure = Some(failure);
+        for pid in state.record.all_containers().filter_map(|c| c.pid) {
             signal(pid, libc::SIGKILL);
         }
     }
-    pod.event(inner, "Warning", "Evicted", EVICTED);
+    pod.event(inner, "Warning", reason, &message);
     pod.publish(inner);
-}
-
-fn signal(pid: u32, signal: i32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on a pid of a child we have not reaped yet (pid set to None on reap).
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
-/// Stops a pod: SIGTERM, SIGKILL after the grace, teardown, `pod_gone`.
-pub fn stop(inner: &Inner, pod: &Arc<Pod>, grace: Duration) {
-    pod.lock().stopping = true;
-    pod.wake.notify_all();
-    join_worker(pod);
-
-    let running: Vec<(String, u32)> = {
-        let state = pod.lock();
-        state
-            .record
-            .containers
-            .iter()
-            .filter_map(|c| Some((c.name.clone(), c.pid?)))
-            .collect()
-    };
-    for (name, pid) in &running {
-        pod.event(
-            inner,
-            "Normal",
-            "Killing",
-            &format!("Stopping container {name}"),
-        );
-        signal(*pid, libc::SIGTERM);
-    }
-    wait_all_exited(pod, grace);
-
-    tear_down(pod);
-    if let Ok(mut pods) = inner.pods.lock() {
-        let key = (pod.namespace.clone(), pod.name.clone());
-        if pods.get(&key).is_some_and(|p| Arc::ptr_eq(p, pod)) {
-            pods.remove(&key);
-        }
-    }
-    if let Some(sink) = inner.live_sink() {
-        sink.pod_gone(&pod.namespace, &pod.name);
-    }
-}
-
-fn join_worker(pod: &Pod) {
-    let worker = pod.worker.lock().ok().and_then(|mut w| w.take());
-    if let Some(worker) = worker {
-        let _ = worker.join();
-    }
-}
-
-fn wait_all_exited(pod: &Pod, grace: Duration) {
-    let deadline = Instant::now() + grace;
-    let mut state = pod.lock();
-    while state.record.containers.iter().any(|c| c.pid.is_some()) {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        state = match pod.wake.wait_timeout(state, deadline - now) {
-            Ok((s, _)) => s,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
-    }
-}
-
-/// Kills every process of the pod, reaps the containers and removes the pod's folder.
-fn tear_down(pod: &Pod) {
-    let sandbox = {
-        let mut state = pod.lock();
-        state.stdins.clear();
-        state.sandbox.take()
-    };
-    if let Some(sandbox) = sandbox {
-        sandbox.teardown();
-    }
-    let waiters: Vec<_> = pod
-        .waiters
-        .lock()
-        .map(|mut w| w.drain(..).collect())
-        .unwrap_or_default();
-    for waiter in waiters {
-        let _ = waiter.join();
-    }
-    pod.lock().gone = true;
-    if let Err(e) = fs::remove_dir_all(&pod.dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            eprintln!("kube-sim: cannot remove {}: {e}", pod.dir.display());
-        }
-    }
-}
-
-/// Kills everything at once: every pod's processes, sandboxes and folders, then the
-/// spawning thread.
-pub fn shutdown(inner: &Inner) {
-    inner.closed.store(true, Ordering::SeqCst);
-    let pods: Vec<Arc<Pod>> = match inner.pods.lock() {
-        Ok(mut pods) => pods.drain().map(|(_, pod)| pod).collect(),
-        Err(_) => Vec::new(),
-    };
-    for pod in &pods {
-        pod.lock().stopping = true;
-        pod.wake.notify_all();
-    }
-    for pod in &pods {
-        join_worker(pod);
-        tear_down(pod);
-    }
-    let stoppers: Vec<_> = inner
-        .stoppers
-        .lock()
-        .map(|mut s| s.drain(..).collect())
-        .unwrap_or_default();
-    for stopper in stoppers {
-        let _ = stopper.join();
-    }
-    inner.spawner.stop();
 }
 
 /// The QoS class: Guaranteed when every container's requests equal its cpu and memory

@@ -7,15 +7,17 @@
 mod env;
 mod fate;
 mod lifecycle;
+mod pod;
 mod sandbox;
 mod spawn;
 mod status;
+mod teardown;
 mod volumes;
 
 pub use fate::Fate;
 pub use status::{rfc3339, POD_IP};
 
-use lifecycle::Pod;
+use pod::Pod;
 use sandbox::Job;
 use serde_json::Value;
 use spawn::Spawner;
@@ -54,6 +56,7 @@ pub struct ExecRefusal {
     pub code: u16,
     /// Status reason (`NotFound`, `BadRequest`, `InternalError`).
     pub reason: String,
+    /// The Status message, worded as the API server words it.
     pub message: String,
 }
 
@@ -86,7 +89,9 @@ impl std::error::Error for ExecRefusal {}
 /// How an exec'd process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitOutcome {
+    /// Exited with this code.
     Code(i32),
+    /// Killed by this signal.
     Signal(i32),
 }
 
@@ -106,7 +111,9 @@ impl ExitOutcome {
 pub struct ExecProcess {
     /// The process's stdin, when stdin was asked for.
     pub stdin: Option<ChildStdin>,
+    /// The process's stdout (always piped).
     pub stdout: Option<ChildStdout>,
+    /// The process's stderr (always piped).
     pub stderr: Option<ChildStderr>,
     child: Option<Child>,
 }
@@ -181,6 +188,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// The pod of that namespace and name, if the kubelet runs it.
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        let key = (namespace.to_string(), name.to_string());
+        self.pods.lock().ok()?.get(&key).cloned()
+    }
+
     /// The sink, unless the kubelet is shut down.
     fn live_sink(&self) -> Option<&dyn StatusSink> {
         (!self.closed.load(Ordering::SeqCst)).then_some(self.sink.as_ref())
@@ -218,20 +231,20 @@ impl Kubelet {
     }
 
     /// Stops a pod: SIGTERM to every container, SIGKILL after `grace`, sandbox torn down,
-    /// then `StatusSink::pod_gone`. Returns at once; unknown pods are ignored.
+    /// then `StatusSink::pod_gone`. Returns at once; an unknown pod is reported gone.
     pub fn stop_pod(&self, namespace: &str, name: &str, grace: Duration) {
-        let key = (namespace.to_string(), name.to_string());
-        let pod = self
-            .inner
-            .pods
-            .lock()
-            .ok()
-            .and_then(|pods| pods.get(&key).cloned());
-        let Some(pod) = pod else {
+        let inner = Arc::clone(&self.inner);
+        let Some(pod) = self.inner.pod(namespace, name) else {
+            // Nothing runs here: the pod is gone already (told from a thread, like a stop).
+            let (namespace, name) = (namespace.to_string(), name.to_string());
+            thread::spawn(move || {
+                if let Some(sink) = inner.live_sink() {
+                    sink.pod_gone(&namespace, &name);
+                }
+            });
             return;
         };
-        let inner = Arc::clone(&self.inner);
-        let handle = thread::spawn(move || lifecycle::stop(&inner, &pod, grace));
+        let handle = thread::spawn(move || teardown::stop(&inner, &pod, grace));
         if let Ok(mut stoppers) = self.inner.stoppers.lock() {
             stoppers.retain(|h| !h.is_finished());
             stoppers.push(handle);
@@ -248,14 +261,7 @@ impl Kubelet {
         command: &[String],
         stdin: bool,
     ) -> Result<ExecProcess, ExecRefusal> {
-        let key = (namespace.to_string(), name.to_string());
-        let pod = self
-            .inner
-            .pods
-            .lock()
-            .ok()
-            .and_then(|pods| pods.get(&key).cloned());
-        let pod = pod.ok_or_else(|| {
+        let pod = self.inner.pod(namespace, name).ok_or_else(|| {
             ExecRefusal::new(404, "NotFound", format!("pods \"{name}\" not found"))
         })?;
         let (sandbox, launch, container) = pod.exec_target(container)?;
@@ -281,8 +287,7 @@ impl Kubelet {
 
     /// What a container wrote to stdout and stderr so far (its log), if the pod is known.
     pub fn logs(&self, namespace: &str, name: &str, container: &str) -> Option<Vec<u8>> {
-        let key = (namespace.to_string(), name.to_string());
-        let pod = self.inner.pods.lock().ok()?.get(&key).cloned()?;
+        let pod = self.inner.pod(namespace, name)?;
         std::fs::read(pod.log_path(container)).ok()
     }
 
@@ -290,7 +295,7 @@ impl Kubelet {
     /// nothing afterwards. Waits for pending `stop_pod`s and pod threads, so the caller must
     /// not hold a lock the sink needs.
     pub fn shutdown(&self) {
-        lifecycle::shutdown(&self.inner);
+        teardown::shutdown(&self.inner);
     }
 }
 
@@ -300,13 +305,18 @@ impl Drop for Kubelet {
     }
 }
 
-fn exec_failure(program: &str, e: &io::Error) -> String {
-    let cause = match e.kind() {
+/// How runc words a program it could not start.
+fn exec_cause(program: &str, e: &io::Error) -> String {
+    match e.kind() {
         io::ErrorKind::NotFound => {
             format!("exec: \"{program}\": executable file not found in $PATH")
         }
         _ => format!("exec: \"{program}\": {e}"),
-    };
+    }
+}
+
+fn exec_failure(program: &str, e: &io::Error) -> String {
+    let cause = exec_cause(program, e);
     format!(
         "error executing command in container: failed to exec in container: OCI runtime exec \
          failed: exec failed: unable to start container process: {cause}: unknown"

@@ -1,7 +1,8 @@
-//! A pod's sandbox: its own mount and PID namespaces, one private root per container.
+//! A pod's sandbox: its own mount, PID and UTS (hostname = pod name) namespaces, and one
+//! private root per container; the network is the host's.
 //!
 //! The namespaces are made by util-linux (`setpriv --pdeathsig KILL unshare --mount
-//! --propagation private --pid --fork --kill-child=KILL sleep infinity`); the holder is the
+//! --propagation private --uts --pid --fork --kill-child=KILL sleep infinity`); the holder is the
 //! PID namespace's init, so killing it kills every process of the pod, and it dies with the
 //! simulator. Mounts are made by a thread that joins the mount namespace, so the host never
 //! sees one: each container's root is a tmpfs holding bind mounts of the host's top-level
@@ -68,11 +69,17 @@ pub struct Sandbox {
     init: u32,
     mnt_ns: Arc<File>,
     pid_ns: Arc<File>,
+    uts_ns: Arc<File>,
 }
 
 impl Sandbox {
-    /// Makes the namespaces and every container's root under `dir` (created, must be new).
-    pub fn create(dir: &Path, roots: &[ContainerRoot], spawner: &Spawner) -> io::Result<Sandbox> {
+    /// Makes the namespaces (with `hostname`) and every container's root under `dir`.
+    pub fn create(
+        dir: &Path,
+        hostname: &str,
+        roots: &[ContainerRoot],
+        spawner: &Spawner,
+    ) -> io::Result<Sandbox> {
         for sub in ["rootfs", "tmp", "volumes"] {
             fs::create_dir_all(dir.join(sub))?;
         }
@@ -84,12 +91,15 @@ impl Sandbox {
             init: 0,
             mnt_ns: Arc::new(File::open("/dev/null")?),
             pid_ns: Arc::new(File::open("/dev/null")?),
+            uts_ns: Arc::new(File::open("/dev/null")?),
         };
         sandbox.init = wait_for_namespaces(holder_pid)?;
         sandbox.mnt_ns = Arc::new(File::open(format!("/proc/{holder_pid}/ns/mnt"))?);
         sandbox.pid_ns = Arc::new(File::open(format!(
             "/proc/{holder_pid}/ns/pid_for_children"
         ))?);
+        sandbox.uts_ns = Arc::new(File::open(format!("/proc/{holder_pid}/ns/uts"))?);
+        set_hostname(&sandbox.uts_ns, hostname)?;
 
         let plan = RootPlan {
             dir: dir.to_path_buf(),
@@ -121,12 +131,17 @@ impl Sandbox {
         cmd.stdin(job.stdin).stdout(job.stdout).stderr(job.stderr);
         let root = cstring(self.root_of(job.container).as_os_str())?;
         let wd = cstring(OsStr::new(job.working_dir))?;
-        let mnt = Arc::clone(&self.mnt_ns);
-        let user = job.user;
+        let entry = Entry {
+            mnt: Arc::clone(&self.mnt_ns),
+            uts: Arc::clone(&self.uts_ns),
+            root,
+            wd,
+            user: job.user,
+        };
         // SAFETY: the closure runs in the forked child before exec and makes only
         // async-signal-safe system calls on values prepared before the fork.
         unsafe {
-            cmd.pre_exec(move || enter_root(mnt.as_raw_fd(), &root, &wd, user));
+            cmd.pre_exec(move || entry.enter());
         }
         spawner.spawn(cmd, Some(Arc::clone(&self.pid_ns)))
     }
@@ -200,6 +215,7 @@ fn holder_command() -> Command {
         "--mount",
         "--propagation",
         "private",
+        "--uts",
     ]);
     cmd.args(["--pid", "--fork", "--kill-child=KILL", "sleep", "infinity"]);
     cmd.stdin(Stdio::null())
@@ -270,26 +286,59 @@ fn inside_namespace<T>(
     work()
 }
 
-/// The child's last steps before exec: die with the simulator, enter the mount namespace,
-/// the container's root and its working folder, and take the container's user.
-fn enter_root(mnt: i32, root: &CString, wd: &CString, user: Option<(u32, u32)>) -> io::Result<()> {
-    // SAFETY: async-signal-safe system calls with valid pointers, in a single-threaded child.
-    let failed = unsafe {
-        unblock_all_signals() != 0
-            || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-            || libc::setns(mnt, libc::CLONE_NEWNS) != 0
-            || libc::chroot(root.as_ptr()) != 0
-            || libc::chdir(wd.as_ptr()) != 0
-            || user.is_some_and(|(uid, gid)| {
-                libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-            })
-    };
-    if failed {
-        return Err(io::Error::last_os_error());
+/// What a child needs to become a container process.
+struct Entry {
+    mnt: Arc<File>,
+    uts: Arc<File>,
+    root: CString,
+    wd: CString,
+    user: Option<(u32, u32)>,
+}
+
+impl Entry {
+    /// The child's last steps before exec: die with the simulator, enter the pod's mount
+    /// and UTS namespaces, the container's root and its working folder, take its user.
+    fn enter(&self) -> io::Result<()> {
+        // SAFETY: async-signal-safe system calls with valid pointers and descriptors, in a
+        // single-threaded child.
+        let failed = unsafe {
+            unblock_all_signals() != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::setns(self.mnt.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                || libc::setns(self.uts.as_raw_fd(), libc::CLONE_NEWUTS) != 0
+                || libc::chroot(self.root.as_ptr()) != 0
+                || libc::chdir(self.wd.as_ptr()) != 0
+                || self.user.is_some_and(|(uid, gid)| {
+                    libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                })
+        };
+        if failed {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Sets the hostname inside the pod's UTS namespace, from a thread that joins it.
+fn set_hostname(uts: &Arc<File>, hostname: &str) -> io::Result<()> {
+    let (uts, name) = (Arc::clone(uts), hostname.as_bytes().to_vec());
+    let worker = thread::spawn(move || {
+        // SAFETY: setns and sethostname on this thread only, with a valid descriptor and a
+        // buffer of the given length.
+        let failed = unsafe {
+            libc::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS) != 0
+                || libc::sethostname(name.as_ptr().cast(), name.len()) != 0
+        };
+        if failed {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    });
+    worker
+        .join()
+        .map_err(|_| io::Error::other("hostname thread panicked"))?
 }
 
 /// Clears the signal mask the child inherited: the simulator's binary blocks SIGINT and

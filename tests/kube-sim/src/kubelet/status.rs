@@ -46,6 +46,14 @@ impl ContainerRecord {
         matches!(self.state, ContainerState::Running { .. })
     }
 
+    /// The exit code, once the container terminated.
+    pub fn exit_code(&self) -> Option<i32> {
+        match &self.state {
+            ContainerState::Terminated(t) => Some(t.exit_code),
+            _ => None,
+        }
+    }
+
     fn is_terminated(&self) -> bool {
         matches!(self.state, ContainerState::Terminated(_))
     }
@@ -65,49 +73,90 @@ pub struct PodRecord {
     pub scheduling: Scheduling,
     pub start_time: SystemTime,
     pub containers: Vec<ContainerRecord>,
+    /// Init containers, run one after the other before `containers`.
+    pub init_containers: Vec<ContainerRecord>,
     /// Set once the sandbox exists (condition PodReadyToStartContainers).
     pub sandbox_ready: bool,
-    /// Eviction message, once the node evicted the pod.
-    pub evicted: Option<String>,
+    /// Why the node failed the whole pod (eviction, active deadline), once it did.
+    pub failure: Option<PodFailure>,
     pub qos_class: &'static str,
     transitions: Vec<(&'static str, bool, SystemTime)>,
 }
 
 impl PodRecord {
-    /// A pod just handed to the kubelet: every container waits in ContainerCreating.
-    pub fn new(uid: &str, containers: Vec<(String, String)>) -> Self {
-        let containers = containers
-            .into_iter()
-            .map(|(name, image)| ContainerRecord {
+    /// A pod just handed to the kubelet: every container waits in ContainerCreating, or in
+    /// PodInitializing when there are init containers.
+    pub fn new(uid: &str, init: Vec<(String, String)>, containers: Vec<(String, String)>) -> Self {
+        let first = if init.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let records = |list: Vec<(String, String)>| -> Vec<ContainerRecord> {
+            let record = |(name, image)| ContainerRecord {
                 name,
                 image,
-                state: waiting("ContainerCreating", None),
+                state: waiting(first, None),
                 pid: None,
-            })
-            .collect();
+            };
+            list.into_iter().map(record).collect()
+        };
+        let (init_containers, containers) = (records(init), records(containers));
         PodRecord {
             uid: uid.to_string(),
             scheduling: Scheduling::Scheduled,
             start_time: SystemTime::now(),
             containers,
+            init_containers,
             sandbox_ready: false,
-            evicted: None,
+            failure: None,
             qos_class: "BestEffort",
             transitions: Vec::new(),
         }
     }
 
-    /// The container of that name.
+    /// The container (init or not) of that name.
     pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerRecord> {
-        self.containers.iter_mut().find(|c| c.name == name)
+        let mut all = self
+            .init_containers
+            .iter_mut()
+            .chain(self.containers.iter_mut());
+        all.find(|c| c.name == name)
+    }
+
+    /// Every container, init containers first.
+    pub fn all_containers(&self) -> impl Iterator<Item = &ContainerRecord> {
+        self.init_containers.iter().chain(self.containers.iter())
+    }
+
+    /// The init containers that have not completed successfully.
+    fn incomplete_init(&self) -> Vec<&str> {
+        let done = |c: &&ContainerRecord| c.exit_code() == Some(0);
+        self.init_containers
+            .iter()
+            .filter(|c| !done(c))
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     /// The phase by the kubelet's rules for restartPolicy Never.
+    // TODO: restartPolicy Always and OnFailure are treated as Never: containers are never
+    // restarted (no restartCount, no CrashLoopBackOff); CI pods use Never.
     pub fn phase(&self) -> &'static str {
-        if self.evicted.is_some() {
+        if self.failure.is_some() {
             return "Failed";
         }
         if self.scheduling != Scheduling::Scheduled {
+            return "Pending";
+        }
+        if self
+            .init_containers
+            .iter()
+            .any(|c| c.exit_code().is_some_and(|code| code != 0))
+        {
+            return "Failed";
+        }
+        if !self.incomplete_init().is_empty() {
             return "Pending";
         }
         let waiting = self
@@ -147,20 +196,31 @@ impl PodRecord {
         if let Scheduling::Unschedulable(_) = self.scheduling {
             return status;
         }
+        let statuses: Vec<Value> = self
+            .containers
+            .iter()
+            .map(|c| self.container_json(c))
+            .collect();
         let fields = json!({
             "hostIP": POD_IP,
             "hostIPs": [{"ip": POD_IP}],
             "podIP": POD_IP,
             "podIPs": [{"ip": POD_IP}],
             "startTime": rfc3339(self.start_time),
-            "containerStatuses": self.containers.iter().map(|c| self.container_json(c)).collect::<Vec<_>>(),
+            "containerStatuses": statuses,
         });
         merge(&mut status, fields);
-        if let Some(message) = &self.evicted {
-            merge(
-                &mut status,
-                json!({"reason": "Evicted", "message": message}),
-            );
+        if !self.init_containers.is_empty() {
+            let init: Vec<Value> = self
+                .init_containers
+                .iter()
+                .map(|c| self.container_json(c))
+                .collect();
+            merge(&mut status, json!({ "initContainerStatuses": init }));
+        }
+        if let Some(failure) = &self.failure {
+            let why = json!({"reason": failure.reason, "message": failure.message});
+            merge(&mut status, why);
         }
         status
     }
@@ -176,16 +236,20 @@ impl PodRecord {
             )];
         }
         let mut out = Vec::new();
-        if let Some(message) = self.evicted.clone() {
+        if let Some(failure) = self.failure.clone().filter(|f| f.disruption) {
             let at = self.transition("DisruptionTarget", true);
-            let reason = Some(("TerminationByKubelet", message.as_str()));
+            let reason = Some(("TerminationByKubelet", failure.message.as_str()));
             out.push(condition("DisruptionTarget", true, at, reason));
         }
         let sandbox = self.sandbox_ready && !self.is_terminal();
         let at = self.transition("PodReadyToStartContainers", sandbox);
         out.push(condition("PodReadyToStartContainers", sandbox, at, None));
-        let at = self.transition("Initialized", true);
-        out.push(condition("Initialized", true, at, None));
+        let incomplete = self.incomplete_init().join(" ");
+        let initialized = incomplete.is_empty();
+        let at = self.transition("Initialized", initialized);
+        let message = format!("containers with incomplete status: [{incomplete}]");
+        let why = (!initialized).then_some(("ContainersNotInitialized", message.as_str()));
+        out.push(condition("Initialized", initialized, at, why));
 
         let (ready, reason, message) = self.readiness();
         for kind in ["Ready", "ContainersReady"] {
@@ -230,11 +294,17 @@ impl PodRecord {
 
     fn container_json(&self, c: &ContainerRecord) -> Value {
         let started = matches!(c.state, ContainerState::Running { .. });
+        let is_init = self.init_containers.iter().any(|i| i.name == c.name);
+        let ready = if is_init {
+            c.exit_code() == Some(0)
+        } else {
+            started
+        };
         let mut out = json!({
             "name": c.name,
             "state": state_json(&c.state),
             "lastState": {},
-            "ready": started,
+            "ready": ready,
             "restartCount": 0,
             "image": c.image,
             "imageID": image_id(&c.image),
@@ -246,6 +316,16 @@ impl PodRecord {
         }
         out
     }
+}
+
+/// Why the node failed a whole pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodFailure {
+    /// `status.reason`: `Evicted` or `DeadlineExceeded`.
+    pub reason: &'static str,
+    pub message: String,
+    /// Whether the pod gets a `DisruptionTarget` condition.
+    pub disruption: bool,
 }
 
 fn waiting(reason: &str, message: Option<String>) -> ContainerState {
@@ -381,7 +461,7 @@ mod tests {
     #[test]
     fn phase_is_pending_while_a_container_waits_even_if_another_ended() {
         let containers = vec![("build".into(), "a".into()), ("helper".into(), "b".into())];
-        let mut pod = PodRecord::new("uid", containers);
+        let mut pod = PodRecord::new("uid", Vec::new(), containers);
         let now = SystemTime::now();
         pod.containers[0].state = ContainerState::Terminated(Termination {
             exit_code: 1,

@@ -199,7 +199,7 @@ pub fn pod(name: &str, containers: Value, volumes: Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "ci", "uid": format!("{name}-0000-1111-2222-333333333333")},
+        "metadata": {"name": name, "namespace": "ci", "uid": format!("{name}-0000-1111-2222")},
         "spec": {"containers": containers, "volumes": volumes, "restartPolicy": "Never"},
     })
 }
