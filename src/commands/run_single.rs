@@ -9,7 +9,7 @@ use lexopt::prelude::*;
 use crate::commands::{load_config, CommandError, Globals};
 use crate::config::RunnerConfig;
 use crate::secret::Secret;
-use crate::service::{describe, sleep_unless, Runner};
+use crate::service::{sleep_unless, Runner};
 use crate::signals;
 
 const USAGE: &str = "\
@@ -74,8 +74,7 @@ fn serve(runner: &Runner, options: &Options, interval: Duration) -> Result<(), C
             sleep_unless(shutdown, left);
             continue;
         };
-        let outcome = runner.process(&job, 0, shutdown);
-        log::info!("job {} {}", job.id, describe(&outcome));
+        runner.process(&job, 0, shutdown);
         builds += 1;
         last_job = Instant::now();
     }
