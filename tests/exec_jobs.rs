@@ -74,6 +74,11 @@ fn world_and_checkout() -> (World, PathBuf, PathBuf) {
 
 /// Runs `alloy-runner exec ARGS` in `cwd`, reading stdout as it comes.
 fn exec(config: &Path, cwd: &Path, args: &[&str], watch: &str) -> Run {
+    exec_with(config, cwd, args, watch, |_| {})
+}
+
+/// [`exec`] that calls `on_watch` with the process id once `watch` is on stdout.
+fn exec_with(config: &Path, cwd: &Path, args: &[&str], watch: &str, on_watch: impl Fn(u32)) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_alloy-runner"))
         .current_dir(cwd)
         .arg("--config")
@@ -105,6 +110,7 @@ fn exec(config: &Path, cwd: &Path, args: &[&str], watch: &str) -> Run {
             out.extend_from_slice(&chunk);
             if watched_at.is_none() && String::from_utf8_lossy(&out).contains(watch) {
                 watched_at = Some(Instant::now());
+                on_watch(child.id());
             }
         }
         if let Some(status) = child.try_wait().expect("runner status") {
@@ -177,6 +183,42 @@ fn the_log_reaches_stdout_while_the_job_runs() {
         run.ended_at.duration_since(early) >= Duration::from_secs(3),
         "the early line came only {:?} before the end\n{}",
         run.ended_at.duration_since(early),
+        run.show()
+    );
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn an_interrupted_job_exits_1_and_removes_its_pod() {
+    let (world, repo, config) = world_and_checkout();
+    let interrupt = |pid: u32| {
+        let sent = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    };
+    let run = exec_with(&config, &repo, &["slow"], "early-marker", interrupt);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(!run.stdout.contains("late-marker"), "{}", run.show());
+    assert!(
+        run.stderr
+            .contains("job \"slow\" failed: the runner is shutting down"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn a_job_past_its_timeout_exits_1() {
+    let (world, repo, config) = world_and_checkout();
+    let run = exec(&config, &repo, &["--timeout", "3", "slow"], "");
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(
+        run.stderr
+            .contains("job \"slow\" failed: execution took longer than 3s"),
+        "{}",
         run.show()
     );
     assert_eq!(world.pods_left(), Vec::<String>::new());

@@ -100,10 +100,12 @@ impl Checkout {
         Ok(list.lines().map(str::to_string).collect())
     }
 
-    /// Writes the tree of `commit` as an uncompressed tar file at `dest`.
+    /// Writes the tree of `commit` as an uncompressed tar file at `dest`. The tree rather than
+    /// the commit is packed, so the archive has no pax global header for older tars to trip on.
     pub fn archive(&self, commit: &str, dest: &Path) -> Result<(), CheckoutError> {
         let output = format!("--output={}", dest.display());
-        git(&self.root, &["archive", "--format=tar", &output, commit]).map(drop)
+        let tree = format!("{commit}^{{tree}}");
+        git(&self.root, &["archive", "--format=tar", &output, &tree]).map(drop)
     }
 }
 
@@ -210,6 +212,22 @@ mod tests {
         assert_eq!(checkout.branch, "main");
         assert_eq!(checkout.sha, repo.git(&["rev-parse", "HEAD"]));
         assert_eq!(checkout.name(), repo.name());
+    }
+
+    #[test]
+    fn the_archive_starts_with_a_file_not_a_pax_header() {
+        let repo = Repo::new("pax");
+        let checkout = Checkout::open(&repo.0).expect("checkout");
+        let tar = repo.0.join("../").join(format!("{}.tar", repo.name()));
+        checkout
+            .archive(&checkout.sha, &tar)
+            .expect("archive written");
+        let bytes = std::fs::read(&tar).expect("archive readable");
+        std::fs::remove_file(&tar).ok();
+        // The first header's name field, then its type flag at offset 156.
+        let name = bytes[..100].split(|b| *b == 0).next().unwrap_or_default();
+        assert_eq!(String::from_utf8_lossy(name), "a.txt");
+        assert_eq!(bytes[156], b'0');
     }
 
     #[test]

@@ -49,6 +49,8 @@ Options:
 Artifacts of earlier jobs are not available and artifacts are not uploaded; the cache works
 when the runner has one configured.
 
+SIGINT or SIGTERM stops the job and removes its pod (a second one exits at once).
+
 Exit codes: 0 the job succeeded, 1 the job failed (or could not be run in the cluster),
 2 usage or configuration error (bad options, config.toml, pipeline file or unknown job).
 ";
