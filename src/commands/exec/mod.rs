@@ -168,14 +168,9 @@ pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandEr
     let config = load_config(globals)?;
     let entry = pick_runner(&config.runners, options.runner.as_deref(), &config.path)?;
     let dir = options.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let file = match (&options.file, &options.dir) {
-        (Some(file), _) => file.clone(),
-        (None, Some(dir)) => dir.join(PIPELINE_FILE),
-        (None, None) => PathBuf::from(PIPELINE_FILE),
-    };
 
     // Everything that can be wrong locally is found before the cluster is touched.
-    let pipeline_job = read_job(&file, &options.job)?;
+    let pipeline_job = read_job(&pipeline_path(&options), &options.job)?;
     let checkout = Checkout::open(&dir).map_err(ExecCommandError::Checkout)?;
     let mut local = LocalJob::new(&pipeline_job, &checkout, &options.env, options.timeout_secs);
     local.notices.extend(untracked_notice(&checkout));
@@ -234,9 +229,18 @@ fn run_with_log(
     trace.flush_pending();
     tail.finish();
     if io.shutdown.load(Ordering::SeqCst) {
-        log::info!("stopped by a signal; the pod was cleaned up");
+        log::info!("the job was stopped by a signal");
     }
     Ok(outcome)
+}
+
+/// `--file`, else the pipeline file in `--dir`, else in the current folder.
+fn pipeline_path(options: &Options) -> PathBuf {
+    match (&options.file, &options.dir) {
+        (Some(file), _) => file.clone(),
+        (None, Some(dir)) => dir.join(PIPELINE_FILE),
+        (None, None) => PathBuf::from(PIPELINE_FILE),
+    }
 }
 
 /// Parses the pipeline file and returns the job named `name`.
