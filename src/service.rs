@@ -15,6 +15,7 @@ use crate::coordinator::trace_sender::{
 use crate::coordinator::Client as Coordinator;
 use crate::coordinator::CoordinatorError;
 use crate::executor::job::{run_job, FailureKind, JobIo, JobOutcome, JobSpec};
+use crate::executor::sources::Sources;
 use crate::executor::supervisor::CancelSource;
 use crate::executor::variables::masked_values;
 use crate::kube::{Client as Kube, KubeError};
@@ -138,6 +139,7 @@ impl Runner {
             job,
             client: &self.kube,
             concurrent_id,
+            sources: Sources::Git,
         };
         let outcome = run_job(
             &spec,

@@ -136,7 +136,7 @@ fn unknown_command_is_a_usage_error_listing_the_known_ones() {
     assert_eq!(code, Some(2));
     assert_eq!(
         stderr,
-        "alloy-runner: error: unknown command \"lsit\" (known commands: run, run-single, register, verify, unregister, list, helper)\n\
+        "alloy-runner: error: unknown command \"lsit\" (known commands: run, run-single, exec, register, verify, unregister, list, helper)\n\
          Run 'alloy-runner --help' for usage.\n"
     );
 }

@@ -2,6 +2,7 @@
 //! `pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandError>` and
 //! parses the arguments left after the command name itself.
 
+pub mod exec;
 pub mod helper;
 pub mod list;
 pub mod register;
@@ -44,6 +45,11 @@ pub const COMMANDS: &[Command] = &[
         name: "run-single",
         summary: "take jobs for one runner, one at a time, then return (for supervisors)",
         run: run_single::run,
+    },
+    Command {
+        name: "exec",
+        summary: "run one job of a local pipeline file in a runner's cluster, log to stdout",
+        run: exec::run,
     },
     Command {
         name: "register",
@@ -90,6 +96,8 @@ pub enum CommandError {
     Args(lexopt::Error),
     /// `config.toml` could not be loaded or was rejected (exit 2).
     Config(ConfigError),
+    /// Another input of the command (a pipeline file, a folder) was rejected (exit 2).
+    Invalid(Box<dyn Error + Send + Sync + 'static>),
     /// The command ran and failed (exit 1).
     Failed(Box<dyn Error + Send + Sync + 'static>),
 }
@@ -98,7 +106,10 @@ impl CommandError {
     /// The process exit code: 2 for usage and configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Usage(_) | CommandError::Args(_) | CommandError::Config(_) => EXIT_USAGE,
+            CommandError::Usage(_)
+            | CommandError::Args(_)
+            | CommandError::Config(_)
+            | CommandError::Invalid(_) => EXIT_USAGE,
             CommandError::Failed(_) => EXIT_FAILURE,
         }
     }
@@ -115,6 +126,7 @@ impl fmt::Display for CommandError {
             CommandError::Usage(message) => f.write_str(message),
             CommandError::Args(error) => error.fmt(f),
             CommandError::Config(error) => error.fmt(f),
+            CommandError::Invalid(error) => error.fmt(f),
             CommandError::Failed(error) => error.fmt(f),
         }
     }
@@ -127,6 +139,7 @@ impl Error for CommandError {
             CommandError::Usage(_) => None,
             CommandError::Args(error) => error.source(),
             CommandError::Config(error) => error.source(),
+            CommandError::Invalid(error) => error.source(),
             CommandError::Failed(error) => error.source(),
         }
     }
@@ -241,7 +254,7 @@ mod tests {
         assert_eq!(error.exit_code(), 2);
         assert_eq!(
             error.to_string(),
-            "unknown command \"lsit\" (known commands: run, run-single, register, verify, unregister, list, helper)"
+            "unknown command \"lsit\" (known commands: run, run-single, exec, register, verify, unregister, list, helper)"
         );
     }
 

@@ -12,6 +12,7 @@ use crate::executor::cleanup::{cleanup, Created};
 use crate::executor::layout::PodLayout;
 use crate::executor::manifest::{plan_pod, use_created_secret, PodInput, PodPlan};
 use crate::executor::script::{self, ScriptContext};
+use crate::executor::sources::{self, Sources, SourcesError};
 use crate::executor::stage::{run_stage, PodTarget, Stage, StageError};
 use crate::executor::stop::StopReason;
 use crate::executor::supervisor::{CancelSource, Supervisor};
@@ -55,6 +56,8 @@ pub struct JobSpec<'a> {
     pub job: &'a Job,
     pub client: &'a Client,
     pub concurrent_id: u32,
+    /// Where the sources come from (default: git in the helper container).
+    pub sources: Sources,
 }
 
 /// What the job reports to and hears from.
@@ -212,9 +215,11 @@ impl PodRun<'_> {
             variables: self.variables,
             layout: self.layout,
         };
-        let prepared = self
-            .get_sources(target, &ctx, supervisor)
-            .and_then(|()| self.pre_build(target, &ctx, supervisor));
+        let fetched = match &self.spec.sources {
+            Sources::Git => self.get_sources(target, &ctx, supervisor),
+            Sources::Archive(archive) => self.unpack_sources(target, archive, supervisor),
+        };
+        let prepared = fetched.and_then(|()| self.pre_build(target, &ctx, supervisor));
         let outcome = match prepared {
             Ok(()) => self.user_script(target, &ctx, supervisor),
             Err(outcome) => outcome,
@@ -267,6 +272,26 @@ impl PodRun<'_> {
         }
         section.end();
         result
+    }
+
+    fn unpack_sources(
+        &self,
+        target: &PodTarget,
+        archive: &std::path::Path,
+        supervisor: &Supervisor,
+    ) -> Result<(), JobOutcome> {
+        let (trace, job) = (self.io.trace, self.spec.job);
+        let section = Section::start(trace, job, "get_sources", "Getting source from an archive");
+        let dir = &self.layout.project_dir;
+        let result = sources::unpack_archive(target, archive, dir, trace, &supervisor.signal());
+        section.end();
+        result.map_err(|err| match err {
+            SourcesError::Stage(err) => self.stage_error(err, supervisor, "get_sources"),
+            SourcesError::Exit(code) => failed(FailureKind::Script, Some(code), err.to_string()),
+            SourcesError::Unreadable { ref source, .. } => {
+                failed(FailureKind::System, None, format!("{err}: {source}"))
+            }
+        })
     }
 
     fn user_script(

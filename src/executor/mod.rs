@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod overwrites;
 pub mod pod_state;
 pub mod script;
+pub mod sources;
 pub mod stage;
 pub mod stop;
 pub mod supervisor;
