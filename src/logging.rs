@@ -57,7 +57,9 @@ pub fn init(level: Option<LevelFilter>) {
     let logger = match level {
         Some(level) => with_level(level),
         None if std::env::var_os("RUST_LOG").is_some() => {
-            env_logger::Builder::from_env(env_logger::Env::default()).build()
+            let mut builder = env_logger::Builder::from_env(env_logger::Env::default());
+            builder.format(format_record);
+            builder.build()
         }
         None => with_level(LevelFilter::Info),
     };
@@ -83,8 +85,42 @@ pub fn apply_config_level(level: Option<LevelFilter>) {
 fn with_level(level: LevelFilter) -> env_logger::Logger {
     env_logger::Builder::new()
         .filter_level(level)
-        .parse_write_style(&std::env::var("RUST_LOG_STYLE").unwrap_or_default())
+        .format(format_record)
         .build()
+}
+
+/// `[2026-12-04T16:55:16Z INFO  alloy_runner::service] message`: UTC to the second, computed
+/// here rather than with a date crate, to keep the binary small.
+fn format_record(out: &mut env_logger::fmt::Formatter, record: &Record) -> std::io::Result<()> {
+    use std::io::Write;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stamp = utc_timestamp(secs);
+    writeln!(
+        out,
+        "[{stamp} {:<5} {}] {}",
+        record.level(),
+        record.target(),
+        record.args()
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian calendar).
+fn utc_timestamp(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    // Days to a civil date, after Howard Hinnant's days_from_civil inverse.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 fn install(logger: env_logger::Logger) {
@@ -93,4 +129,14 @@ fn install(logger: env_logger::Logger) {
     // Fails only when a logger is already installed, which is this same one.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(max_level);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(super::utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc_timestamp(1_796_402_921), "2026-12-04T16:48:41Z");
+    }
 }
