@@ -40,7 +40,10 @@ static: ## fully static release binary; fails unless file and ldd agree it is st
 		RUSTFLAGS='-C target-feature=+crt-static' \
 			$(CARGO) build --release --locked -p alloy-runner --bin alloy-runner --target $(STATIC_TARGET); \
 	fi
-	@echo "$(STATIC_BIN): $$(stat -c %s $(STATIC_BIN)) bytes"
+	@size=$$(stat -c %s $(STATIC_BIN)); \
+		echo "$(STATIC_BIN): $$size bytes ($$(awk "BEGIN {printf \"%.2f\", $$size / 1048576}") MiB)"; \
+		[ "$$size" -le $$((6 * 1024 * 1024)) ] \
+		|| { echo "error: $(STATIC_BIN) is over the 6 MiB budget" >&2; exit 1; }
 	@file -L $(STATIC_BIN)
 	@file -L $(STATIC_BIN) | grep -Eq 'statically linked|static-pie linked' \
 		|| { echo "error: $(STATIC_BIN) is not statically linked" >&2; exit 1; }
