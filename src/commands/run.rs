@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::commands::{load_config, no_more_args, CommandError, Globals};
 use crate::config::Config;
 use crate::coordinator::job::Job;
-use crate::service::{sleep_unless, Runner, Slots};
+use crate::service::{sleep_unless, Runner, ServiceError, Slots};
 use crate::signals;
 
 const USAGE: &str = "\
@@ -56,8 +56,17 @@ pub fn setup_runners(config: &Config) -> Result<Vec<Runner>, CommandError> {
     config
         .runners
         .iter()
-        .map(|entry| Runner::new(entry.clone()).map_err(|err| CommandError::Failed(Box::new(err))))
+        .map(|entry| Runner::new(entry.clone()).map_err(runner_error))
         .collect()
+}
+
+/// A runner entry that lacks what it needs is a configuration error (exit 2); a client that
+/// cannot be set up is a runtime failure (exit 1).
+pub fn runner_error(err: ServiceError) -> CommandError {
+    match err {
+        ServiceError::Incomplete { .. } => CommandError::Invalid(Box::new(err)),
+        other => CommandError::Failed(Box::new(other)),
+    }
 }
 
 fn poll_loop(runner: &Runner, slots: &Slots, interval: Duration) {

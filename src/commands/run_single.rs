@@ -46,7 +46,7 @@ pub fn run(globals: &Globals, args: &mut lexopt::Parser) -> Result<(), CommandEr
         &options,
         &config.path.display().to_string(),
     )?;
-    let runner = Runner::new(entry).map_err(|err| CommandError::Failed(Box::new(err)))?;
+    let runner = Runner::new(entry).map_err(crate::commands::run::runner_error)?;
     signals::install();
     serve(&runner, &options, config.check_interval)
 }
