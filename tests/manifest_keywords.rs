@@ -977,7 +977,7 @@ fn debug_output_of_a_plan_hides_registry_passwords() {
 // --- The schema check itself ---
 
 #[test]
-fn the_schema_check_catches_unknown_fields_and_wrong_types() {
+fn the_validation_catches_unknown_fields_and_wrong_types() {
     let mut pod = plan_for(&minimal_runner(), &bare_job(), &[]).pod;
     pod["spec"]["containers"][0]["bogus"] = json!(1);
     pod["spec"]["activeDeadlineSeconds"] = json!("soon");
@@ -985,11 +985,30 @@ fn the_schema_check_catches_unknown_fields_and_wrong_types() {
     assert!(
         errors
             .iter()
-            .any(|e| e.contains("containers[0].bogus: unknown field")),
+            .any(|e| e.starts_with("spec.containers[0].bogus: ") && e.contains("FieldValueUnknown")),
         "{errors:?}"
     );
     assert!(
         errors.iter().any(|e| e.contains("activeDeadlineSeconds")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_validation_applies_the_api_server_rules_beyond_the_schema() {
+    let mut pod = plan_for(&minimal_runner(), &bare_job(), &[]).pod;
+    let first = pod["spec"]["containers"][0]["name"].clone();
+    pod["spec"]["containers"][1]["name"] = first;
+    pod["metadata"]["labels"]["bad label"] = json!("x");
+    let errors = schema_errors(&pod);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("spec.containers[1].name: ")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("metadata.labels: ")),
         "{errors:?}"
     );
 }
