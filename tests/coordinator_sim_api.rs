@@ -7,8 +7,10 @@ mod coordinator_sim_support;
 use std::time::Duration;
 
 use alloy_runner::coordinator::artifacts::ArtifactsUpload;
+use alloy_runner::coordinator::poller::UNHEALTHY_PAUSE;
 use alloy_runner::coordinator::{
-    CancelState, CoordinatorError, JobRequest, JobUpdate, PatchOutcome, RunnerInfo, UpdateOutcome,
+    CancelState, CoordinatorError, JobRequest, JobUpdate, PatchOutcome, Poller, RunnerInfo,
+    UpdateOutcome,
 };
 use alloy_runner::secret::Secret;
 use coordinator_sim::{CancelMode, Dialect, Endpoint, JobState, Options};
@@ -144,6 +146,20 @@ both_dialects!(the_poller_backs_off_on_409_then_takes_the_job, |dialect| {
     assert_eq!(second.next_poll_in, Duration::ZERO);
     world.assert_no_violations();
 });
+
+both_dialects!(
+    three_refusals_of_the_runner_token_pause_the_poller,
+    |dialect| {
+        let world = World::start(dialect);
+        let token = Secret::new("removed-runner-token");
+        let mut poller = Poller::new(world.client.clone(), "gone", token, CHECK_INTERVAL);
+        let waits: Vec<Duration> = (0..3).map(|_| poller.poll().next_poll_in).collect();
+        assert!(waits[..2].iter().all(|w| *w < UNHEALTHY_PAUSE), "{waits:?}");
+        assert_eq!(waits[2], UNHEALTHY_PAUSE);
+        assert_eq!(world.sim.requests(Endpoint::RequestJob), 3);
+        world.assert_no_violations();
+    }
+);
 
 both_dialects!(
     an_unparseable_job_is_failed_as_a_runner_system_failure,

@@ -708,6 +708,7 @@ fn pod_name_is_generated_from_runner_project_and_slot() {
         "runner-kubernetes-runner-project-7-concurrent-3-"
     );
     assert!(plan.pod["metadata"].get("name").is_none());
+    assert_eq!(schema_errors(&plan.pod), Vec::<String>::new());
 }
 
 #[test]
