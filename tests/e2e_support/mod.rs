@@ -62,7 +62,7 @@ impl World {
         coordinator.add_runner(RUNNER_TOKEN);
         let dir = TempDir::new("e2e");
         let config = dir.path().join("config.toml");
-        let text = config_text(&kube, &coordinator.url(), runner_extra, kubernetes_extra);
+        let text = config_text(&kube, coordinator.url(), runner_extra, kubernetes_extra);
         std::fs::write(&config, text).expect("config written");
         World {
             kube,
@@ -170,7 +170,7 @@ impl World {
 
 /// The job log as the coordinator received it (the final PUT's trace, else the patches).
 pub fn log_of(record: &JobRecord) -> String {
-    String::from_utf8_lossy(&record.log()).into_owned()
+    String::from_utf8_lossy(record.log()).into_owned()
 }
 
 /// Prints what the runner said, for a failing test's output.
