@@ -397,6 +397,25 @@ fn fail_unparseable_reports_a_runner_system_failure_with_a_trace() {
     assert_eq!(body["output"]["checksum"].as_str(), Some(checksum.as_str()));
 }
 
+#[test]
+fn fail_unparseable_tried_again_keeps_the_checksum_of_the_trace_already_stored() {
+    let trace = "ERROR: the runner could not use this job: no script\n";
+    let range = format!("0-{}", trace.len());
+    let server = Server::start(move |request| match request.method.as_str() {
+        "PATCH" => Reply::new(416).header("Range", &range),
+        _ => Reply::new(200),
+    });
+    client(&server)
+        .fail_unparseable(92, &token(JOB_TOKEN), "no script")
+        .expect("200");
+    let body = server.requests()[1].json();
+    let checksum = format!(
+        "crc32:{:08x}",
+        alloy_runner::checksum::crc32(trace.as_bytes())
+    );
+    assert_eq!(body["output"]["checksum"].as_str(), Some(checksum.as_str()));
+}
+
 // Regression: the failure used to go out with a checksum of a trace GitLab never received, which
 // GitLab answers with 412, leaving the job running.
 #[test]

@@ -311,10 +311,12 @@ impl Client {
     ) -> Result<UpdateAnswer, CoordinatorError> {
         let trace = format!("ERROR: the runner could not use this job: {message}\n");
         let patched = self.patch_trace(job_id, job_token, 0, trace.as_bytes());
-        let stored = matches!(
-            patched.map(|answer| answer.outcome),
-            Ok(PatchOutcome::Accepted { .. })
-        );
+        // A 416 naming the trace's own size means an earlier try already stored it.
+        let stored = match patched.map(|answer| answer.outcome) {
+            Ok(PatchOutcome::Accepted { .. }) => true,
+            Ok(PatchOutcome::RangeMismatch { server_size }) => server_size == trace.len() as u64,
+            _ => false,
+        };
         // Without a stored copy to compare with, a checksum would only earn a 412.
         let output = stored.then(|| TraceOutput {
             checksum: format!("crc32:{:08x}", crate::checksum::crc32(trace.as_bytes())),
