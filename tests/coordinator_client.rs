@@ -371,19 +371,66 @@ fn a_patch_answered_403_or_cancelled_stops_the_job_and_intervals_are_capped() {
 
 #[test]
 fn fail_unparseable_reports_a_runner_system_failure_with_a_trace() {
-    let server = answering(200);
+    let server = Server::start(|request| match request.method.as_str() {
+        "PATCH" => Reply::new(202).header("Range", "0-50"),
+        _ => Reply::new(200),
+    });
     client(&server)
         .fail_unparseable(92, &token(JOB_TOKEN), "no script")
         .expect("200");
-    let body = server.requests()[0].json();
+    let requests = server.requests();
+    let patch = &requests[0];
+    assert_eq!(
+        (patch.method.as_str(), patch.path()),
+        ("PATCH", "/api/v4/jobs/92/trace")
+    );
+    let text = String::from_utf8_lossy(&patch.body).into_owned();
+    assert!(text.contains("no script"), "{text}");
+    let body = requests[1].json();
     assert_eq!(body["state"], "failed");
     assert_eq!(body["failure_reason"], "runner_system_failure");
-    assert!(body["trace"]
-        .as_str()
-        .is_some_and(|t| t.contains("no script")));
-    assert!(body["output"]["checksum"]
-        .as_str()
-        .is_some_and(|c| c.starts_with("crc32:")));
+    assert_eq!(body["trace"].as_str(), Some(text.as_str()));
+    let checksum = format!(
+        "crc32:{:08x}",
+        alloy_runner::checksum::crc32(text.as_bytes())
+    );
+    assert_eq!(body["output"]["checksum"].as_str(), Some(checksum.as_str()));
+}
+
+#[test]
+fn fail_unparseable_tried_again_keeps_the_checksum_of_the_trace_already_stored() {
+    let trace = "ERROR: the runner could not use this job: no script\n";
+    let range = format!("0-{}", trace.len());
+    let server = Server::start(move |request| match request.method.as_str() {
+        "PATCH" => Reply::new(416).header("Range", &range),
+        _ => Reply::new(200),
+    });
+    client(&server)
+        .fail_unparseable(92, &token(JOB_TOKEN), "no script")
+        .expect("200");
+    let body = server.requests()[1].json();
+    let checksum = format!(
+        "crc32:{:08x}",
+        alloy_runner::checksum::crc32(trace.as_bytes())
+    );
+    assert_eq!(body["output"]["checksum"].as_str(), Some(checksum.as_str()));
+}
+
+// Regression: the failure used to go out with a checksum of a trace GitLab never received, which
+// GitLab answers with 412, leaving the job running.
+#[test]
+fn fail_unparseable_sends_no_checksum_when_the_trace_patch_was_refused() {
+    let server = Server::start(|request| match request.method.as_str() {
+        "PATCH" => Reply::new(500),
+        _ => Reply::new(200),
+    });
+    client(&server)
+        .fail_unparseable(92, &token(JOB_TOKEN), "no script")
+        .expect("200");
+    let body = server.requests()[1].json();
+    assert_eq!(body["state"], "failed");
+    assert!(body["trace"].is_string());
+    assert!(body.get("output").is_none(), "{body}");
 }
 
 fn multipart_file(request: &Recorded) -> (String, Vec<u8>) {

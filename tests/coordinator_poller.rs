@@ -37,11 +37,17 @@ fn an_unusable_job_is_failed_with_a_runner_system_failure() {
     let payload = include_str!("../fixtures/jobs/invalid-no-script.json");
     let server = Server::start(move |request| match request.method.as_str() {
         "POST" => Reply::new(201).json(serde_json::from_str(payload).unwrap()),
+        "PATCH" => Reply::new(202),
         _ => Reply::new(200),
     });
     let poll = poller(&server).poll();
     assert!(poll.job.is_none());
-    let update = &server.requests()[1];
+    let requests = server.requests();
+    assert_eq!(
+        (requests[1].method.as_str(), requests[1].path()),
+        ("PATCH", "/api/v4/jobs/91/trace")
+    );
+    let update = &requests[2];
     assert_eq!(
         (update.method.as_str(), update.path()),
         ("PUT", "/api/v4/jobs/91")

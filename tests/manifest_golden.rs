@@ -1,6 +1,7 @@
-//! The pods planned for the seed's example configs, compared with the stored manifests under
-//! `fixtures/manifests/`. Regenerate them with `UPDATE_GOLDEN=1 cargo test --test
-//! manifest_golden` and review the diff.
+//! The pods planned for the seed's example configs (loaded from `fixtures/config/` with
+//! `config::load`), compared with the stored manifests under `fixtures/manifests/`; every
+//! planned pod also passes the Kubernetes simulator's validation. Regenerate them with
+//! `UPDATE_GOLDEN=1 cargo test --test manifest_golden` and review the diff.
 
 mod manifest_support;
 

@@ -708,6 +708,7 @@ fn pod_name_is_generated_from_runner_project_and_slot() {
         "runner-kubernetes-runner-project-7-concurrent-3-"
     );
     assert!(plan.pod["metadata"].get("name").is_none());
+    assert_eq!(schema_errors(&plan.pod), Vec::<String>::new());
 }
 
 #[test]
@@ -977,7 +978,7 @@ fn debug_output_of_a_plan_hides_registry_passwords() {
 // --- The schema check itself ---
 
 #[test]
-fn the_schema_check_catches_unknown_fields_and_wrong_types() {
+fn the_validation_catches_unknown_fields_and_wrong_types() {
     let mut pod = plan_for(&minimal_runner(), &bare_job(), &[]).pod;
     pod["spec"]["containers"][0]["bogus"] = json!(1);
     pod["spec"]["activeDeadlineSeconds"] = json!("soon");
@@ -985,11 +986,30 @@ fn the_schema_check_catches_unknown_fields_and_wrong_types() {
     assert!(
         errors
             .iter()
-            .any(|e| e.contains("containers[0].bogus: unknown field")),
+            .any(|e| e.starts_with("spec.containers[0].bogus: ") && e.contains("FieldValueUnknown")),
         "{errors:?}"
     );
     assert!(
         errors.iter().any(|e| e.contains("activeDeadlineSeconds")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_validation_applies_the_api_server_rules_beyond_the_schema() {
+    let mut pod = plan_for(&minimal_runner(), &bare_job(), &[]).pod;
+    let first = pod["spec"]["containers"][0]["name"].clone();
+    pod["spec"]["containers"][1]["name"] = first;
+    pod["metadata"]["labels"]["bad label"] = json!("x");
+    let errors = schema_errors(&pod);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("spec.containers[1].name: ")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("metadata.labels: ")),
         "{errors:?}"
     );
 }

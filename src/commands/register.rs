@@ -11,7 +11,7 @@ use lexopt::Arg::{Long, Short};
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
 use super::{CommandError, Globals};
-use crate::coordinator::{Client, Registration, RunnerInfo};
+use crate::coordinator::{Client, CoordinatorError, Registration, RunnerInfo};
 use crate::secret::Secret;
 
 const USAGE: &str = "\
@@ -99,7 +99,7 @@ pub fn run_with_env(
             &request.registration,
             &RunnerInfo::default(),
         )
-        .map_err(failed)?;
+        .map_err(registration_failed)?;
     log::info!(
         "registered runner {:?} (id {}) with {}",
         request.name,
@@ -370,6 +370,20 @@ fn template_runner(path: &Path) -> Result<Table, ConfigFileError> {
         path: path.to_path_buf(),
         message: "the template has no [[runners]] entry".into(),
     })
+}
+
+/// A refused registration token gets a message saying which token and where it comes from.
+fn registration_failed(error: CoordinatorError) -> CommandError {
+    match error {
+        CoordinatorError::Forbidden { url, status } => CommandError::Failed(
+            format!(
+                "the coordinator refused the registration token ({url} answered {status}); \
+                 check --registration-token or REGISTRATION_TOKEN"
+            )
+            .into(),
+        ),
+        other => failed(other),
+    }
 }
 
 fn failed(error: impl std::error::Error + Send + Sync + 'static) -> CommandError {

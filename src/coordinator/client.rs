@@ -301,7 +301,8 @@ impl Client {
     }
 
     /// Fails a job whose payload could not be run: `failed` + `runner_system_failure`, with a
-    /// trace that says why.
+    /// trace that says why. The trace is PATCHed first: GitLab shows only PATCHed traces and
+    /// checks the update's `output` checksum against them.
     pub fn fail_unparseable(
         &self,
         job_id: u64,
@@ -309,14 +310,23 @@ impl Client {
         message: &str,
     ) -> Result<UpdateAnswer, CoordinatorError> {
         let trace = format!("ERROR: the runner could not use this job: {message}\n");
+        let patched = self.patch_trace(job_id, job_token, 0, trace.as_bytes());
+        // A 416 naming the trace's own size means an earlier try already stored it.
+        let stored = match patched.map(|answer| answer.outcome) {
+            Ok(PatchOutcome::Accepted { .. }) => true,
+            Ok(PatchOutcome::RangeMismatch { server_size }) => server_size == trace.len() as u64,
+            _ => false,
+        };
+        // Without a stored copy to compare with, a checksum would only earn a 412.
+        let output = stored.then(|| TraceOutput {
+            checksum: format!("crc32:{:08x}", crate::checksum::crc32(trace.as_bytes())),
+            bytesize: trace.len() as u64,
+        });
         let update = JobUpdate {
             state: JobState::Failed,
             failure_reason: Some(FailureReason::RunnerSystemFailure),
             exit_code: None,
-            output: Some(TraceOutput {
-                checksum: format!("crc32:{:08x}", crate::checksum::crc32(trace.as_bytes())),
-                bytesize: trace.len() as u64,
-            }),
+            output,
             trace: Some(trace),
         };
         self.update_job(job_id, job_token, &update)

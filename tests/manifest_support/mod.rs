@@ -1,15 +1,15 @@
-//! Shared pieces of the manifest tests: configs like the seed's examples, a fixture job, and a
-//! small strict-schema check of every pod the tests plan.
+//! Shared pieces of the manifest tests: the seed's example configs as loaded from
+//! `fixtures/config/`, a fixture job, and the Kubernetes simulator's validation (strict schema
+//! plus the API server's rules) of every pod the tests plan.
 
 #![allow(dead_code)] // each test file uses a different part
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use alloy_runner::config::{
-    KubernetesConfig, OverwriteRule, PullPolicy, Quantity, Resources, RunnerConfig, Volumes,
+    KubernetesConfig, OverwriteRule, PullPolicy, Quantity, RunnerConfig, Volumes,
 };
 use alloy_runner::coordinator::job::{Credential, GitInfo, Image, Job, JobInfo, JobVariable};
 use alloy_runner::executor::manifest::{plan_pod, ManifestError, PodInput, PodPlan};
@@ -63,95 +63,31 @@ pub fn minimal_runner() -> RunnerConfig {
     }
 }
 
+/// The first runner of a config file under `fixtures/config/`, loaded as the runner loads it.
+pub fn fixture_runner(name: &str) -> RunnerConfig {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/config")
+        .join(name);
+    let config =
+        alloy_runner::config::load(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    config
+        .runners
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{} has no runner", path.display()))
+}
+
 /// `fixtures/config/seed-example.toml` (the seed's Kubernetes runner example, its API server
 /// moved to loopback): a namespace overwrite, privileged containers, limits for build,
 /// services and helper, a node selector.
 pub fn seed_runner() -> RunnerConfig {
-    let mut runner = minimal_runner();
-    runner.name = "Kubernetes Runner".into();
-    runner.url = Some("https://alloy.com/ci".into());
-    runner.kubernetes = KubernetesConfig {
-        host: Some("https://127.0.0.1:4892".into()),
-        cert_file: Some(PathBuf::from("/etc/ssl/kubernetes/api.crt")),
-        key_file: Some(PathBuf::from("/etc/ssl/kubernetes/api.key")),
-        ca_file: Some(PathBuf::from("/etc/ssl/kubernetes/ca.crt")),
-        namespace: "alloy".into(),
-        namespace_overwrite_allowed: rule("ci-.*"),
-        bearer_token_overwrite_allowed: true,
-        privileged: true,
-        build_resources: Resources {
-            cpu_limit: quantity("1"),
-            memory_limit: quantity("1Gi"),
-            ..Default::default()
-        },
-        service_resources: Resources {
-            cpu_limit: quantity("1"),
-            memory_limit: quantity("1Gi"),
-            ..Default::default()
-        },
-        helper_resources: Resources {
-            cpu_limit: quantity("500m"),
-            memory_limit: quantity("100Mi"),
-            ..Default::default()
-        },
-        poll_interval: Duration::from_secs(5),
-        poll_timeout: Duration::from_secs(3600),
-        node_selector: BTreeMap::from([("alloy".into(), "true".into())]),
-        ..runner.kubernetes
-    };
-    runner
+    fixture_runner("seed-example.toml")
 }
 
 /// `fixtures/config/seed-volumes-fixed.toml`: the seed's volume example (with its emptyDir
 /// renamed to a valid `empty-dir`) on an otherwise default runner.
 pub fn seed_volumes_runner() -> RunnerConfig {
-    use alloy_runner::config::{
-        ConfigMapVolume, EmptyDirVolume, HostPathVolume, PvcVolume, SecretVolume,
-    };
-    let mut runner = minimal_runner();
-    runner.name = String::new();
-    runner.kubernetes.volumes = Volumes {
-        host_path: vec![
-            HostPathVolume {
-                name: "hostpath-1".into(),
-                mount_path: "/path/to/mount/point".into(),
-                host_path: "/path/on/host".into(),
-                read_only: true,
-            },
-            HostPathVolume {
-                name: "hostpath-2".into(),
-                mount_path: "/path/to/mount/point_2".into(),
-                host_path: "/path/to/mount/point_2".into(),
-                read_only: true,
-            },
-        ],
-        pvc: vec![PvcVolume {
-            name: "pvc-1".into(),
-            mount_path: "/path/to/mount/point1".into(),
-            read_only: false,
-        }],
-        config_map: vec![ConfigMapVolume {
-            name: "config-map-1".into(),
-            mount_path: "/path/to/directory".into(),
-            read_only: false,
-            items: BTreeMap::from([
-                ("key_1".into(), "relative/path/to/key_1_file".into()),
-                ("key_2".into(), "key_2".into()),
-            ]),
-        }],
-        secret: vec![SecretVolume {
-            name: "secrets".into(),
-            mount_path: "/path/to/directory1".into(),
-            read_only: true,
-            items: BTreeMap::from([("secret_1".into(), "relative/path/to/secret_1_file".into())]),
-        }],
-        empty_dir: vec![EmptyDirVolume {
-            name: "empty-dir".into(),
-            mount_path: "/path/to/empty_dir".into(),
-            medium: "Memory".into(),
-        }],
-    };
-    runner
+    fixture_runner("seed-volumes-fixed.toml")
 }
 
 /// The seed's example with every pod key set: volumes of all five kinds, labels and
@@ -328,7 +264,7 @@ pub fn plan_with(
     let errors = schema_errors(&plan.pod);
     assert!(
         errors.is_empty(),
-        "the planned pod breaks the Pod schema: {errors:#?}"
+        "the API server would refuse the planned pod: {errors:#?}"
     );
     Ok(plan)
 }
@@ -364,117 +300,14 @@ pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name}"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// TEST-ONLY SCHEMA CHECK, to be replaced by the simulator's `kube_sim::validate::validate_pod`.
-// It walks the strict Pod schema (`type`, `enum`, `required`, `properties`,
-// `additionalProperties`, `items`, `oneOf`) so an unknown field or a wrong type fails a test.
-// ---------------------------------------------------------------------------------------------
-
-fn pod_schema() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/kubernetes/pod-v1.strict.schema.json"
-        );
-        let text = std::fs::read_to_string(path).expect("the Pod schema fixture is readable");
-        serde_json::from_str(&text).expect("the Pod schema fixture is JSON")
-    })
-}
-
-/// Every place where `pod` breaks the strict Pod schema, as `path: problem`.
+/// Every place where `pod` breaks the strict Pod schema or a rule the API server applies on
+/// create, as `field: message` (empty when the API server would accept it).
 pub fn schema_errors(pod: &Value) -> Vec<String> {
-    let mut errors = Vec::new();
-    check(pod, pod_schema(), "$", &mut errors);
-    errors
-}
-
-fn check(value: &Value, schema: &Value, path: &str, errors: &mut Vec<String>) {
-    if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
-        let fits = |option: &Value| {
-            let mut found = Vec::new();
-            check(value, option, path, &mut found);
-            found.is_empty()
-        };
-        if options.iter().filter(|option| fits(option)).count() != 1 {
-            errors.push(format!("{path}: fits not exactly one of the oneOf choices"));
-        }
-    }
-    if let Some(types) = schema.get("type") {
-        let types: Vec<&str> = match types {
-            Value::String(one) => vec![one.as_str()],
-            list => list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect(),
-        };
-        if !types.iter().any(|t| has_type(value, t)) {
-            errors.push(format!("{path}: {value} is not of type {types:?}"));
-            return;
-        }
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !value.is_null() && !allowed.contains(value) {
-            errors.push(format!("{path}: {value} is not one of {allowed:?}"));
-        }
-    }
-    match value {
-        Value::Object(map) => check_object(map, schema, path, errors),
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (index, item) in items.iter().enumerate() {
-                    check(item, item_schema, &format!("{path}[{index}]"), errors);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_object(
-    map: &serde_json::Map<String, Value>,
-    schema: &Value,
-    path: &str,
-    errors: &mut Vec<String>,
-) {
-    for required in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(key) = required.as_str().filter(|key| !map.contains_key(*key)) {
-            errors.push(format!("{path}: required field {key} is missing"));
-        }
-    }
-    let properties = schema.get("properties").and_then(Value::as_object);
-    for (key, field) in map {
-        let field_path = format!("{path}.{key}");
-        match (
-            properties.and_then(|p| p.get(key)),
-            schema.get("additionalProperties"),
-        ) {
-            (Some(field_schema), _) => check(field, field_schema, &field_path, errors),
-            (None, Some(Value::Bool(false))) => {
-                errors.push(format!("{field_path}: unknown field"));
-            }
-            (None, Some(extra)) if extra.is_object() => check(field, extra, &field_path, errors),
-            (None, _) => {}
-        }
-    }
-}
-
-fn has_type(value: &Value, name: &str) -> bool {
-    match name {
-        "null" => value.is_null(),
-        "boolean" => value.is_boolean(),
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "array" => value.is_array(),
-        "object" => value.is_object(),
-        _ => false,
+    match kube_sim::validate::validate_pod(pod) {
+        Ok(()) => Vec::new(),
+        Err(causes) => causes
+            .into_iter()
+            .map(|cause| format!("{}: {} ({})", cause.field, cause.message, cause.reason))
+            .collect(),
     }
 }

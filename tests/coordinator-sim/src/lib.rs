@@ -252,6 +252,15 @@ impl SimHandle {
         self.shared.lock().add_runner(token, runner)
     }
 
+    /// Deletes a runner, as an administrator would on the coordinator; its token is refused
+    /// from then on. False when no runner has that id.
+    pub fn remove_runner(&self, id: u64) -> bool {
+        let mut state = self.shared.lock();
+        let before = state.runners.len();
+        state.runners.retain(|r| r.public.id != id);
+        state.runners.len() < before
+    }
+
     /// The runners that are registered now (unregistered ones are gone), without tokens.
     pub fn runners(&self) -> Vec<RegisteredRunner> {
         self.shared
@@ -329,7 +338,8 @@ impl SimHandle {
     }
 
     /// Queues a job whose body is sent as is with 201, for the case of a coordinator that
-    /// marked a job running but sent a body the runner cannot parse. Returns the job id.
+    /// marked a job running but sent a body the runner cannot parse. The job keeps the body's
+    /// `id` (when unused) and `token`, if it has them. Returns the job id.
     pub fn enqueue_raw_payload(&self, body: &str) -> u64 {
         self.shared.lock().enqueue_raw(body)
     }

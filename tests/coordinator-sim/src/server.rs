@@ -32,7 +32,11 @@ pub(crate) fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
     };
     common_checks(shared, req);
     shared.lock().count(endpoint);
-    if let Some(fault) = shared.lock().take_fault(endpoint) {
+    let fault = shared.lock().take_fault(endpoint);
+    if let Some(fault) = fault {
+        if endpoint == Endpoint::UpdateJob && fault.status == 412 {
+            jobs::drop_trace(&mut shared.lock(), job_id);
+        }
         let mut response = Response::text(fault.status, "injected fault");
         match fault.retry {
             Some(Retry::After(secs)) => {

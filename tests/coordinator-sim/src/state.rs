@@ -267,11 +267,18 @@ impl State {
         }
     }
 
-    /// Queues a body that is sent as is, for a job payload the runner cannot parse.
+    /// Queues a body that is sent as is, for a job payload the runner cannot parse. A body
+    /// that still carries an unused `id` and a `token` (as a coordinator's would) keeps them,
+    /// so the runner can report the job failed.
     pub fn enqueue_raw(&mut self, body: &str) -> u64 {
-        let id = self.new_job_id();
+        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let id = match value["id"].as_u64() {
+            Some(id) if !self.jobs.contains_key(&id) => id,
+            _ => self.new_job_id(),
+        };
+        let token = value["token"].as_str().unwrap_or_default().to_string();
         let entry = JobEntry {
-            token: String::new(),
+            token,
             payload: None,
             raw_body: Some(body.to_string()),
             record: JobRecord::new(id, "unparsable".into()),

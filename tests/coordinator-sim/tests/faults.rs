@@ -186,3 +186,15 @@ fn raw_payload_is_sent_as_is_and_marks_the_job_running() {
     assert_eq!(reply.body, br#"{"id": "not a number", "#);
     assert_eq!(sim.job(id).unwrap().state, JobState::Running);
 }
+
+#[test]
+fn raw_payload_keeps_the_id_and_token_it_carries() {
+    let sim = start(Dialect::GitLab);
+    let id = sim.enqueue_raw_payload(r#"{"id": 4321, "token": "rawT0ken", "steps": 7}"#);
+    assert_eq!(id, 4321);
+    assert_eq!(request_job(&sim).status, 201);
+    let body = json!({"token": "rawT0ken", "state": "failed",
+                      "failure_reason": "runner_system_failure"});
+    assert_eq!(update(&sim, id, body).status, 200);
+    assert_eq!(sim.job(id).unwrap().state, JobState::Failed);
+}

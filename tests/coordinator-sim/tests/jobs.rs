@@ -384,3 +384,20 @@ fn patch_over_one_mebibyte_is_a_violation() {
         [format!("PATCH trace {id}: 1048577 bytes in one patch")]
     );
 }
+
+#[test]
+fn after_a_412_the_whole_trace_is_taken_again_from_offset_0() {
+    let sim = start(Dialect::GitLab);
+    let (id, token) = running_job(&sim, Dialect::GitLab);
+    patch(&sim, id, &token, 0, b"abc");
+    let wrong = json!({"checksum": format!("crc32:{:08x}", crc32(b"abd")), "bytesize": 3});
+    let body = json!({"token": token, "state": "success", "output": wrong});
+    assert_eq!(update(&sim, id, body).status, 412);
+
+    assert_eq!(patch(&sim, id, &token, 0, b"abc").status, 202);
+    let right = json!({"checksum": format!("crc32:{:08x}", crc32(b"abc")), "bytesize": 3});
+    let body = json!({"token": token, "state": "success", "output": right});
+    assert_eq!(update(&sim, id, body).status, 200);
+    assert_eq!(sim.job(id).unwrap().trace_incremental, b"abc");
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}

@@ -171,6 +171,8 @@ fn apply_update(state: &mut State, id: u64, mut update: Update, body: &Value) ->
             if checksum != expected || !size_ok {
                 update.status = 412;
                 job.record.updates.push(update);
+                // The runner resends the whole trace from offset 0 (see `drop_trace`).
+                job.record.trace_incremental.clear();
                 return Response::text(412, "trace checksum mismatch");
             }
         }
@@ -198,6 +200,12 @@ fn apply_update(state: &mut State, id: u64, mut update: Update, body: &Value) ->
     record.updates.push(update);
     state.job_changed(id);
     with_job_status(Response::json(200, &json!({})), cancel, dialect, job_state)
+}
+
+/// After a 412 the runner resends the whole trace from offset 0: the stored copy is dropped so
+/// that the resend continues it instead of counting as a wrong `Content-Range`.
+pub(super) fn drop_trace(state: &mut State, id: u64) {
+    state.with_job(id, |job| job.record.trace_incremental.clear());
 }
 
 /// Adds `Job-Status`: the cancel spelling of the dialect, or (GitLab) the job's own state.
