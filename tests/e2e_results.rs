@@ -108,8 +108,10 @@ fn job_timeout_stops_the_script_and_deletes_the_pod() {
 fn cancel_stops_the_script(dialect: Dialect) {
     let world = World::start(dialect, "", "");
     let repo = world.repo(&[("README", "e2e\n")]);
-    let pipeline = r#"{"cancel": {"stage": "test",
-        "script": ["echo script-started", "sleep 60", "echo not-reached"]}}"#;
+    // The runner hears of a cancel in the answer to its next trace PATCH; output that keeps
+    // coming makes that within one patch interval (a silent script waits for the keep-alive).
+    let pipeline = r#"{"cancel": {"stage": "test", "script": ["echo script-started",
+        "for i in $(seq 1 120); do echo tick; sleep 0.5; done", "echo not-reached"]}}"#;
     let run = world.pipeline(pipeline, &repo);
     let id = run.job_id("cancel").expect("job queued");
     let runner = world.spawn_single();
