@@ -210,6 +210,16 @@ impl World {
         repo
     }
 
+    /// Adds a commit with `files` to `repo`.
+    pub fn commit(&self, repo: &Path, files: &[(&str, &str)]) {
+        for (name, content) in files {
+            std::fs::write(repo.join(name), content).expect("file written");
+        }
+        git(repo, &["add", "-A"]);
+        let identity = ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost"];
+        git(repo, &[&identity[..], &["commit", "-qm", "more"]].concat());
+    }
+
     /// Queues a pipeline over `repo`.
     pub fn pipeline(&self, json: &str, repo: &Path) -> PipelineRun {
         self.coordinator
