@@ -4,7 +4,7 @@
 mod e2e_support;
 
 use coordinator_sim::Dialect;
-use e2e_support::{log_of, show, World, Var};
+use e2e_support::{log_of, show, Var, World};
 
 /// Runs one queued payload job and returns its record and the log with the runner's output.
 fn run_payload(world: &World, payload: serde_json::Value) -> (coordinator_sim::JobRecord, String) {
@@ -21,7 +21,12 @@ fn run_payload(world: &World, payload: serde_json::Value) -> (coordinator_sim::J
 }
 
 fn masked(key: &'static str, value: &'static str) -> Var {
-    Var { key, value, masked: true, file: false }
+    Var {
+        key,
+        value,
+        masked: true,
+        file: false,
+    }
 }
 
 #[test]
@@ -41,13 +46,19 @@ fn masked_values_never_reach_the_coordinator() {
     let (record, log) = run_payload(&world, world.payload(pipeline, "mask", &vars));
     assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
     let trace = log_of(&record);
-    assert!(trace.contains("[MASKED] [MASKED] [MASKED] [MASKED] [MASKED]\n"), "{trace}");
+    assert!(
+        trace.contains("[MASKED] [MASKED] [MASKED] [MASKED] [MASKED]\n"),
+        "{trace}"
+    );
     assert!(trace.contains("token=[MASKED]\n"), "{trace}");
     assert!(!trace.contains("s3cr3t-t0ken-value"), "{trace}");
     assert!(!trace.contains("split"), "{trace}");
     let patched = String::from_utf8_lossy(&record.trace_incremental);
     assert!(!patched.contains("s3cr3t-t0ken-value"), "{patched}");
-    assert!(!log.contains("s3cr3t-t0ken-value"), "the runner's own log shows it: {log}");
+    assert!(
+        !log.contains("s3cr3t-t0ken-value"),
+        "the runner's own log shows it: {log}"
+    );
 }
 
 fn bytes_are_repaired_and_kept(dialect: Dialect) {
@@ -64,7 +75,10 @@ fn bytes_are_repaired_and_kept(dialect: Dialect) {
     assert!(trace.contains("split \u{e9} whole\n"), "{trace:?}");
     assert!(trace.contains("progress 1\rprogress 2\n"), "{trace:?}");
     assert!(trace.contains("\x1b[31mred\x1b[0m\n"), "{trace:?}");
-    assert!(std::str::from_utf8(record.log()).is_ok(), "the stored log is UTF-8");
+    assert!(
+        std::str::from_utf8(record.log()).is_ok(),
+        "the stored log is UTF-8"
+    );
 }
 
 #[test]
@@ -84,7 +98,11 @@ fn output_limit_appends_the_notice_and_the_job_reaches_its_result() {
         "seq 1 5000", "echo after-the-limit", "exit 3"]}}"#;
     let (record, log) = run_payload(&world, world.payload(pipeline, "limit", &[]));
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, Some(3), "{log}");
     let trace = log_of(&record);
     assert!(
@@ -101,13 +119,23 @@ fn output_limit_appends_the_notice_and_the_job_reaches_its_result() {
 fn large_output_arrives_in_order(dialect: Dialect) {
     let world = World::start(dialect, "", "");
     // About 3.4 MB: several trace patches of at most 1 MiB each.
-    let pipeline = r#"{"large": {"stage": "test", "script": ["seq 1 500000", "echo done-printing"]}}"#;
+    let pipeline =
+        r#"{"large": {"stage": "test", "script": ["seq 1 500000", "echo done-printing"]}}"#;
     let (record, log) = run_payload(&world, world.payload(pipeline, "large", &[]));
-    assert_eq!(record.reported_state.as_deref(), Some("success"), "{}", &log[log.len().saturating_sub(3000)..]);
+    assert_eq!(
+        record.reported_state.as_deref(),
+        Some("success"),
+        "{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
     let expected: String = (1..=500_000).map(|n| format!("{n}\n")).collect();
     let trace = log_of(&record);
     let start = trace.find("\n1\n2\n3\n").expect("the output starts") + 1;
-    assert_eq!(&trace[start..start + expected.len()], expected, "output complete and in order");
+    assert_eq!(
+        &trace[start..start + expected.len()],
+        expected,
+        "output complete and in order"
+    );
     assert!(trace[start + expected.len()..].contains("done-printing\n"));
     if dialect == Dialect::GitLab {
         assert!(record.patches >= 4, "{} patches", record.patches);

@@ -87,11 +87,17 @@ fn every_pod_setting_reaches_the_cluster_and_volumes_mount() {
     let meta = |name: &str| json!({"name": name, "namespace": NAMESPACE});
     world
         .kube
-        .put_object("configmaps", json!({"metadata": meta("settings"), "data": {"mode": "fast"}}))
+        .put_object(
+            "configmaps",
+            json!({"metadata": meta("settings"), "data": {"mode": "fast"}}),
+        )
         .expect("config map stored");
     world
         .kube
-        .put_object("secrets", json!({"metadata": meta("creds"), "data": {"password": "aHVudGVyMg=="}}))
+        .put_object(
+            "secrets",
+            json!({"metadata": meta("creds"), "data": {"password": "aHVudGVyMg=="}}),
+        )
         .expect("secret stored");
     world
         .kube
@@ -119,7 +125,10 @@ fn every_pod_setting_reaches_the_cluster_and_volumes_mount() {
     assert_eq!(spec["serviceAccountName"], json!("builder"));
     assert_eq!(pod["metadata"]["labels"]["team"], json!("e2e"));
     assert_eq!(pod["metadata"]["labels"]["job"], json!("shape"));
-    assert_eq!(pod["metadata"]["annotations"]["example.com/owner"], json!("e2e-team"));
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/owner"],
+        json!("e2e-team")
+    );
 
     let build = container(&pod, "build");
     assert_eq!(build["image"], json!("alpine:3.20"));
@@ -144,14 +153,23 @@ fn every_pod_setting_reaches_the_cluster_and_volumes_mount() {
             .find(|v| v["name"] == name)
             .unwrap_or_else(|| panic!("volume {name} in {volumes:?}"))
     };
-    assert_eq!(volume("out")["hostPath"]["path"], json!(out.path().display().to_string()));
-    assert_eq!(volume("cache-claim")["persistentVolumeClaim"]["claimName"], json!("cache-claim"));
+    assert_eq!(
+        volume("out")["hostPath"]["path"],
+        json!(out.path().display().to_string())
+    );
+    assert_eq!(
+        volume("cache-claim")["persistentVolumeClaim"]["claimName"],
+        json!("cache-claim")
+    );
     assert_eq!(volume("settings")["configMap"]["name"], json!("settings"));
     assert_eq!(volume("creds")["secret"]["secretName"], json!("creds"));
     assert!(volume("scratch")["emptyDir"].is_object());
     let mounts = build["volumeMounts"].as_array().expect("build mounts");
     for path in ["/out", "/claim", "/settings", "/creds", "/scratch"] {
-        assert!(mounts.iter().any(|m| m["mountPath"] == path), "{path} not in {mounts:?}");
+        assert!(
+            mounts.iter().any(|m| m["mountPath"] == path),
+            "{path} not in {mounts:?}"
+        );
     }
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
@@ -175,7 +193,10 @@ fn namespace_overwrite_within_the_rule_moves_the_pod() {
     let record = world.finished(run.job_id("moved").expect("job queued"));
     let log = format!("{}\n{}", log_of(&record), show(&output));
     assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
-    assert!(log.contains("Using Kubernetes namespace: ci-extra"), "{log}");
+    assert!(
+        log.contains("Using Kubernetes namespace: ci-extra"),
+        "{log}"
+    );
     let created = world
         .kube
         .requests()
@@ -183,7 +204,11 @@ fn namespace_overwrite_within_the_rule_moves_the_pod() {
         .find(|r| r.method == "POST" && r.path.ends_with("/pods"))
         .expect("a pod create");
     assert_eq!(created.path, "/api/v1/namespaces/ci-extra/pods");
-    assert!(world.kube.pods("ci-extra").iter().all(|p| p["metadata"]["deletionTimestamp"].is_string()));
+    assert!(world
+        .kube
+        .pods("ci-extra")
+        .iter()
+        .all(|p| p["metadata"]["deletionTimestamp"].is_string()));
 }
 
 #[test]
@@ -195,7 +220,11 @@ fn namespace_overwrite_outside_the_rule_is_rejected_before_any_pod() {
     let record = world.finished(run.job_id("moved").expect("job queued"));
     let log = format!("{}\n{}", log_of(&record), show(&output));
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
     assert!(
         log.contains(
             "ERROR: Job failed: overwrite refused: KUBERNETES_NAMESPACE_OVERWRITE: provided value \"production\" \
@@ -203,5 +232,8 @@ fn namespace_overwrite_outside_the_rule_is_rejected_before_any_pod() {
         ),
         "{log}"
     );
-    assert!(world.kube.requests().iter().all(|r| r.method != "POST"), "nothing created");
+    assert!(
+        world.kube.requests().iter().all(|r| r.method != "POST"),
+        "nothing created"
+    );
 }

@@ -11,7 +11,9 @@ use kube_sim::SimOptions;
 
 /// A one-job pipeline whose build image is `image`.
 fn pipeline_with_image(image: &str) -> String {
-    format!(r#"{{"start": {{"stage": "test", "image": "{image}", "script": ["echo never-here"]}}}}"#)
+    format!(
+        r#"{{"start": {{"stage": "test", "image": "{image}", "script": ["echo never-here"]}}}}"#
+    )
 }
 
 /// Runs the one job of `pipeline` and returns its record, the log and the runner's output.
@@ -26,8 +28,16 @@ fn run_job(world: &World, pipeline: &str) -> (coordinator_sim::JobRecord, String
 }
 
 fn assert_script_failure(record: &coordinator_sim::JobRecord, log: &str, output: &str) {
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}\n{output}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(
+        record.reported_state.as_deref(),
+        Some("failed"),
+        "{log}\n{output}"
+    );
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, None, "{log}");
     assert!(!log.contains("never-here\n"), "{log}");
 }
@@ -52,7 +62,10 @@ fn invalid_image_name_fails_at_once_with_the_kubelet_message() {
 #[test]
 fn image_pull_error_fails_with_reason_and_message() {
     let world = World::start(Dialect::AlloyCi, "", "");
-    let (record, log, output) = run_job(&world, &pipeline_with_image("registry.local/sim/pull-error"));
+    let (record, log, output) = run_job(
+        &world,
+        &pipeline_with_image("registry.local/sim/pull-error"),
+    );
     assert_script_failure(&record, &log, &output);
     assert!(
         log.contains(
@@ -61,7 +74,10 @@ fn image_pull_error_fails_with_reason_and_message() {
         ) || log.contains("cannot start: ImagePullBackOff: Back-off pulling image"),
         "{log}"
     );
-    assert!(log.contains("WARNING: pod event Failed: Failed to pull image"), "{log}");
+    assert!(
+        log.contains("WARNING: pod event Failed: Failed to pull image"),
+        "{log}"
+    );
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
 
@@ -76,7 +92,10 @@ fn missing_secret_fails_with_create_container_config_error() {
         log.contains("cannot start: CreateContainerConfigError: secret \"absent\" not found"),
         "{log}"
     );
-    assert!(log.contains("WARNING: pod event Failed: Error: secret \"absent\" not found"), "{log}");
+    assert!(
+        log.contains("WARNING: pod event Failed: Error: secret \"absent\" not found"),
+        "{log}"
+    );
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
 
@@ -107,8 +126,16 @@ fn unschedulable_pod_prints_the_scheduler_message_and_fails_at_poll_timeout() {
         .replace("    poll_timeout = 30\n", "");
     world.write_config(1, &[section]);
     let (record, log, output) = run_job(&world, &pipeline_with_image("alpine:3.20"));
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}\n{output}");
-    assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
+    assert_eq!(
+        record.reported_state.as_deref(),
+        Some("failed"),
+        "{log}\n{output}"
+    );
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
     assert!(
         log.contains(
             "ERROR: Job failed: timed out after 3s waiting for the pod to start: \
@@ -118,6 +145,10 @@ fn unschedulable_pod_prints_the_scheduler_message_and_fails_at_poll_timeout() {
         "{log}"
     );
     assert!(log.contains("WARNING: pod event FailedScheduling"), "{log}");
-    assert!(world.kube.events(NAMESPACE).iter().any(|e| e["reason"] == "FailedScheduling"));
+    assert!(world
+        .kube
+        .events(NAMESPACE)
+        .iter()
+        .any(|e| e["reason"] == "FailedScheduling"));
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }

@@ -25,7 +25,11 @@ fn script_exit_code_is_reported_as_a_script_failure() {
         "script": ["echo before-exit", "exit 3", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "three");
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, Some(3), "{log}");
     assert!(log.contains("before-exit\n"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
@@ -40,7 +44,11 @@ fn first_failing_command_stops_the_script() {
         "script": ["echo first", "false", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "stop");
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, Some(1), "{log}");
     assert!(log.contains("first\n"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
@@ -55,7 +63,10 @@ fn after_script_sees_the_status_and_its_failure_changes_nothing() {
     assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
     assert_eq!(record.failure_reason, None, "{log}");
     assert!(log.contains("after status=success\n"), "{log}");
-    assert!(log.contains("after_script failed with exit code 7 (ignored)"), "{log}");
+    assert!(
+        log.contains("after_script failed with exit code 7 (ignored)"),
+        "{log}"
+    );
     assert!(log.contains("Job succeeded"), "{log}");
 }
 
@@ -80,9 +91,16 @@ fn lost_exec_status_is_a_system_failure_never_success() {
         "script": ["head -c 1000000 /dev/zero | tr '\\0' 'x'", "echo", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "lost");
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, None, "{log}");
-    assert!(log.contains("stage step_script ended without an exit status"), "{log}");
+    assert!(
+        log.contains("stage step_script ended without an exit status"),
+        "{log}"
+    );
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
 
@@ -99,8 +117,15 @@ fn job_timeout_stops_the_script_and_deletes_the_pod() {
         "script": ["echo script-started", "sleep 60", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "slow");
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("job_execution_timeout"), "{log}");
-    assert!(log.contains("ERROR: Job failed: execution took longer than 3s"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("job_execution_timeout"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ERROR: Job failed: execution took longer than 3s"),
+        "{log}"
+    );
     assert!(!log.contains("not-reached\n"), "{log}");
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
@@ -116,7 +141,9 @@ fn cancel_stops_the_script(dialect: Dialect) {
     let id = run.job_id("cancel").expect("job queued");
     let runner = world.spawn_single();
     world.wait_for_log(id, "script-started");
-    world.coordinator.cancel_job(id, CancelMode::JobStatusHeader);
+    world
+        .coordinator
+        .cancel_job(id, CancelMode::JobStatusHeader);
     let output = runner.wait();
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
@@ -152,8 +179,15 @@ fn sigterm_to_run_fails_the_job_deletes_the_pod_and_exits() {
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
-    assert!(log.contains("ERROR: Job failed: the runner is shutting down"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ERROR: Job failed: the runner is shutting down"),
+        "{log}"
+    );
     assert!(!log.contains("not-reached\n"), "{log}");
     assert!(output.status.code().is_some(), "{log}");
     assert_eq!(world.pods_left(), Vec::<String>::new());
@@ -176,7 +210,11 @@ fn refused_pod_create_reports_the_api_message_and_leaves_nothing() {
     let pipeline = r#"{"refused": {"stage": "test", "script": ["echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "refused");
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
     assert!(
         log.contains(
             "ERROR: Job failed: creating the pod: create pod runner-e2e-project-1-concurrent-0- \
@@ -187,8 +225,16 @@ fn refused_pod_create_reports_the_api_message_and_leaves_nothing() {
         "{log}"
     );
     assert!(world.kube.pods(NAMESPACE).is_empty());
-    let deletes: Vec<_> = world.kube.requests().into_iter().filter(|r| r.method == "DELETE").collect();
-    assert!(deletes.is_empty(), "nothing was created, nothing to delete: {deletes:?}");
+    let deletes: Vec<_> = world
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert!(
+        deletes.is_empty(),
+        "nothing was created, nothing to delete: {deletes:?}"
+    );
 }
 
 #[test]
@@ -206,7 +252,11 @@ fn registry_secret_is_deleted_when_the_pod_create_fails() {
     let output = world.run_single(1);
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
-    assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
     assert!(log.contains("cannot create resource \"pods\""), "{log}");
     let requests = world.kube.requests();
     let created = requests

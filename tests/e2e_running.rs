@@ -11,8 +11,17 @@ use e2e_support::{log_of, show, World, NAMESPACE};
 fn assert_system_failure(world: &World, id: u64, output: &std::process::Output, text: &str) {
     let record = world.finished(id);
     let log = log_of(&record);
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}\n{}", show(output));
-    assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
+    assert_eq!(
+        record.reported_state.as_deref(),
+        Some("failed"),
+        "{log}\n{}",
+        show(output)
+    );
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, None, "{log}");
     assert!(log.contains(text), "{text:?} not in\n{log}");
     assert!(!log.contains("not-reached"), "{log}");
@@ -49,7 +58,9 @@ fn pod_deleted_from_outside_is_a_system_failure() {
     world.wait_for_log(id, "script-started");
     let pod = world.job_pod();
     let name = pod["metadata"]["name"].as_str().expect("pod name");
-    assert!(world.kube.delete_pod(NAMESPACE, name, Duration::from_secs(1)));
+    assert!(world
+        .kube
+        .delete_pod(NAMESPACE, name, Duration::from_secs(1)));
     let output = runner.wait();
     let record = world.finished(id);
     let log = log_of(&record);
@@ -58,6 +69,8 @@ fn pod_deleted_from_outside_is_a_system_failure() {
             || log.contains(&format!("pod {name} was deleted while the job was running")),
         "{log}"
     );
+    // The pod is gone on its own: cleanup's 404 is no warning.
+    assert!(!log.contains("\x1b[33;1m"), "{log}");
     assert_system_failure(&world, id, &output, "ERROR: Job failed: pod ");
 }
 
@@ -76,11 +89,24 @@ fn evicted_pod_is_a_system_failure_that_says_so() {
         .iter()
         .find(|r| r.method == "POST" && r.path.ends_with("/pods"))
         .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
-        .map(|pod| pod["metadata"]["generateName"].as_str().unwrap_or("").to_string())
+        .map(|pod| {
+            pod["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .expect("pod created");
     let record = world.finished(id);
     let log = log_of(&record);
-    assert!(log.contains(&format!("ERROR: Job failed: pod {name}")), "{log}");
-    assert!(log.contains("evicted"), "{log}");
+    assert!(
+        log.contains(&format!("ERROR: Job failed: pod {name}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            " is being evicted (TerminationByKubelet): The node was low on resource: memory."
+        ),
+        "{log}"
+    );
     assert_system_failure(&world, id, &output, "The node was low on resource: memory.");
 }

@@ -39,7 +39,11 @@ fn run_both(world: &World, pipeline: &str) -> Vec<(coordinator_sim::JobRecord, S
     let ids = [run.job_id("one"), run.job_id("two")].map(|id| id.expect("job queued"));
     let records: Vec<_> = ids
         .iter()
-        .map(|id| world.coordinator.wait_for_job_finished(*id, Duration::from_secs(60)))
+        .map(|id| {
+            world
+                .coordinator
+                .wait_for_job_finished(*id, Duration::from_secs(60))
+        })
         .collect();
     runner.terminate();
     let output = runner.wait();
@@ -74,8 +78,7 @@ fn two_runners_each_take_one_job_at_once() {
     let second_token = "e2e-runner-token-2";
     world.coordinator.add_runner(second_token);
     let first = world.runner_section("first", RUNNER_TOKEN, "  limit = 1\n", &sync_volume(&sync));
-    let second =
-        world.runner_section("second", second_token, "  limit = 1\n", &sync_volume(&sync));
+    let second = world.runner_section("second", second_token, "  limit = 1\n", &sync_volume(&sync));
     world.write_config(2, &[first, second]);
     let results = run_both(&world, RENDEZVOUS);
     for (record, log) in &results {

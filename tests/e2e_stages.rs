@@ -14,7 +14,12 @@ fn two_commit_repo(world: &World) -> std::path::PathBuf {
 }
 
 /// Runs the one job `name` of `pipeline` over `repo` and returns its record and log.
-fn run(world: &World, pipeline: &str, repo: &std::path::Path, name: &str) -> (coordinator_sim::JobRecord, String) {
+fn run(
+    world: &World,
+    pipeline: &str,
+    repo: &std::path::Path,
+    name: &str,
+) -> (coordinator_sim::JobRecord, String) {
     let run = world.pipeline(pipeline, repo);
     let output = world.run_single(1);
     let id = run.job_id(name).expect("job queued");
@@ -107,9 +112,19 @@ fn get_sources_is_tried_as_many_times_as_asked() {
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
-    assert!(log.contains("Retrying getting sources (attempt 2 of 3)..."), "{log}");
-    assert!(log.contains("Retrying getting sources (attempt 3 of 3)..."), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Retrying getting sources (attempt 2 of 3)..."),
+        "{log}"
+    );
+    assert!(
+        log.contains("Retrying getting sources (attempt 3 of 3)..."),
+        "{log}"
+    );
     assert!(!log.contains("attempt 4"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
     assert_eq!(world.pods_left(), Vec::<String>::new());
@@ -152,7 +167,11 @@ fn variable_values_arrive_byte_for_byte_in_the_script_and_the_containers() {
         .split(|b| *b == 0)
         .map(|entry| String::from_utf8_lossy(entry).into_owned())
         .collect();
-    for (key, value) in [("QUOTED", quoted), ("DOLLAR", dollar), ("NEWLINES", newlines)] {
+    for (key, value) in [
+        ("QUOTED", quoted),
+        ("DOLLAR", dollar),
+        ("NEWLINES", newlines),
+    ] {
         let entry = format!("{key}={value}");
         assert!(env.contains(&entry), "{entry:?} not in {env:?}");
     }
@@ -181,6 +200,11 @@ fn file_variables_become_files() {
 
 #[test]
 fn gitlab_gets_trace_sections_and_alloyci_does_not() {
+    let marked = regex::Regex::new(concat!(
+        r"section_start:\d+:step_script\r\x1b\[0K(?s:.*)in-section\n",
+        r"(?s:.*)section_end:\d+:step_script\r\x1b\[0K"
+    ))
+    .expect("pattern");
     for dialect in [Dialect::GitLab, Dialect::AlloyCi] {
         let world = World::start(dialect, "", "");
         let repo = world.repo(&[("README", "e2e\n")]);
@@ -188,11 +212,15 @@ fn gitlab_gets_trace_sections_and_alloyci_does_not() {
         let (record, log) = run(&world, pipeline, &repo, "sections");
         assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
         let trace = log_of(&record);
-        let marked = regex::Regex::new(
-            r"section_start:\d+:step_script\r\x1b\[0K(?s:.*)in-section\n(?s:.*)section_end:\d+:step_script\r\x1b\[0K",
-        )
-        .expect("pattern");
-        assert_eq!(marked.is_match(&trace), dialect == Dialect::GitLab, "{dialect:?}: {trace:?}");
-        assert_eq!(trace.contains("section_start:"), dialect == Dialect::GitLab, "{trace:?}");
+        assert_eq!(
+            marked.is_match(&trace),
+            dialect == Dialect::GitLab,
+            "{dialect:?}: {trace:?}"
+        );
+        assert_eq!(
+            trace.contains("section_start:"),
+            dialect == Dialect::GitLab,
+            "{trace:?}"
+        );
     }
 }

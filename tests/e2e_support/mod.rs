@@ -56,7 +56,12 @@ pub struct Var {
 impl Var {
     /// A plain variable.
     pub fn plain(key: &'static str, value: &'static str) -> Var {
-        Var { key, value, masked: false, file: false }
+        Var {
+            key,
+            value,
+            masked: false,
+            file: false,
+        }
     }
 }
 
@@ -282,7 +287,12 @@ impl World {
             .wait_for_job(id, Duration::from_secs(60), |record| {
                 String::from_utf8_lossy(&record.trace_incremental).contains(text)
             })
-            .unwrap_or_else(|| panic!("job {id} never logged {text:?}: {:?}", self.coordinator.job(id)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "job {id} never logged {text:?}: {:?}",
+                    self.coordinator.job(id)
+                )
+            })
     }
 
     /// The name of the only job pod, once it exists (waits up to 60 s).
@@ -315,11 +325,15 @@ impl World {
         };
         let mut payload = job.to_payload(&ctx);
         // The simulator assigns the id.
-        payload.as_object_mut().expect("payload object").remove("id");
+        payload
+            .as_object_mut()
+            .expect("payload object")
+            .remove("id");
         let list = payload["variables"].as_array_mut().expect("variables list");
         list.push(serde_json::json!({"key": "GIT_STRATEGY", "value": "none", "public": true}));
         for var in variables {
-            let mut entry = serde_json::json!({"key": var.key, "value": var.value, "public": false});
+            let mut entry =
+                serde_json::json!({"key": var.key, "value": var.value, "public": false});
             if self.dialect() == Dialect::GitLab {
                 entry["masked"] = Value::Bool(var.masked);
                 entry["file"] = Value::Bool(var.file);
@@ -331,7 +345,9 @@ impl World {
 
     /// Queues a payload; returns the job id.
     pub fn enqueue(&self, payload: Value) -> u64 {
-        self.coordinator.enqueue_payload(payload).expect("payload queued")
+        self.coordinator
+            .enqueue_payload(payload)
+            .expect("payload queued")
     }
 
     fn dialect(&self) -> Dialect {
@@ -374,7 +390,7 @@ impl World {
 
 /// The job log as the coordinator received it (the final PUT's trace, else the patches).
 pub fn log_of(record: &JobRecord) -> String {
-    String::from_utf8_lossy(&record.log()).into_owned()
+    String::from_utf8_lossy(record.log()).into_owned()
 }
 
 /// Prints what the runner said, for a failing test's output.
