@@ -1,8 +1,8 @@
 //! Following one pod: a watch on its own thread, handing the pod's states over a channel.
 //!
 //! The thread GETs the pod first (its state and resourceVersion), then watches from there:
-//! a watch that ends cleanly is started again from the last resourceVersion, BOOKMARK events
-//! only move that version on, and an expired version (HTTP 410 or an ERROR event with code 410)
+//! a watch that ends cleanly is started again from the last resourceVersion (one that ends at
+//! once without an event after a fresh GET), BOOKMARK events only move that version on, and an expired version (HTTP 410 or an ERROR event with code 410)
 //! leads to a fresh GET. When the server refuses watches (403, 405), the thread GETs the pod
 //! every poll interval instead. Watch events: `staging/src/k8s.io/apimachinery/pkg/watch/
 //! watch.go`; expiry: `staging/src/k8s.io/apiserver/pkg/storage/errors.go`.
@@ -151,6 +151,10 @@ impl Watcher {
         match self.client.get_pod(&self.ns, &self.name) {
             Ok(pod) => {
                 self.version = resource_version(&pod);
+                let seen = self.last.as_ref().and_then(resource_version);
+                if self.version.is_some() && self.version == seen {
+                    return Ok(Flow::Again);
+                }
                 Ok(self.send_update(pod))
             }
             Err(e) if e.is_not_found() && self.last.is_some() => Ok(self.send_deleted(None)),
@@ -181,8 +185,10 @@ impl Watcher {
             }
         }
         if lines == 0 && started.elapsed() < Duration::from_secs(1) {
-            // A watch closed at once: do not hammer the server.
+            // A watch closed at once says nothing about the pod (some proxies end every watch
+            // early): read the pod before watching again, after a pause.
             thread::sleep(self.client.inner.transport.retry.min_backoff);
+            self.version = None;
         }
         Ok(Flow::Again)
     }

@@ -1,0 +1,96 @@
+//! Faults of either server while a job runs: the job still reaches its true result, the log
+//! stays whole and no pod is left behind.
+
+mod e2e_support;
+
+use coordinator_sim::{Dialect, Endpoint};
+use e2e_support::{log_of, show, World};
+use kube_sim::{Failure, WatchMode};
+
+const PIPELINE: &str = r#"{"job": {"stage": "test", "script": ["echo job-ran", "exit 5"]}}"#;
+
+/// Runs the pipeline's one job and returns its record and log.
+fn run(world: &World, pipeline: &str) -> (coordinator_sim::JobRecord, String) {
+    let repo = world.repo(&[("README", "e2e\n")]);
+    let run = world.pipeline(pipeline, &repo);
+    let output = world.run_single(1);
+    let record = world.finished(run.job_id("job").expect("job queued"));
+    let log = format!("{}\n{}", log_of(&record), show(&output));
+    (record, log)
+}
+
+fn assert_true_result(record: &coordinator_sim::JobRecord, log: &str) {
+    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
+    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(record.exit_code, Some(5), "{log}");
+    assert!(log.contains("job-ran\n"), "{log}");
+}
+
+#[test]
+fn pod_create_that_timed_out_after_commit_leaves_no_pod() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.kube.fail_next("create", 1, Failure::TimeoutAfterCommit);
+    let (record, log) = run(&world, PIPELINE);
+    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
+}
+
+#[test]
+fn refused_watches_fall_back_to_polling() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.kube.set_watch_mode(WatchMode::Refuse);
+    let (record, log) = run(&world, PIPELINE);
+    assert_true_result(&record, &log);
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+// Regression: the runner used to re-watch forever from the same version and time out waiting
+// for a pod that was long running.
+#[test]
+fn watches_that_close_at_once_still_see_the_pod_start() {
+    let world = World::start(Dialect::AlloyCi, "", "");
+    world.kube.set_watch_mode(WatchMode::CloseAtOnce);
+    let (record, log) = run(&world, PIPELINE);
+    assert_true_result(&record, &log);
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn rejected_trace_range_is_resent_and_the_log_stays_whole() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let repo = world.repo(&[("README", "e2e\n")]);
+    let pipeline = r#"{"job": {"stage": "test",
+        "script": ["seq 1 200000", "echo job-ran", "exit 5"]}}"#;
+    let run = world.pipeline(pipeline, &repo);
+    let id = run.job_id("job").expect("job queued");
+    world.coordinator.reject_next_trace_range(id);
+    let output = world.run_single(1);
+    let record = world.finished(id);
+    let log = format!("{}\n{}", log_of(&record), show(&output));
+    assert_true_result(&record, &log);
+    let expected: String = (1..=200_000).map(|n| format!("{n}\n")).collect();
+    let trace = String::from_utf8_lossy(&record.trace_incremental).into_owned();
+    assert!(trace.contains(&expected), "incremental trace incomplete");
+    assert!(world.coordinator.violations().is_empty(), "{:?}", world.coordinator.violations());
+}
+
+#[test]
+fn failing_final_updates_are_retried_until_accepted() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.coordinator.fail_next(Endpoint::UpdateJob, 2, 502);
+    let (record, log) = run(&world, PIPELINE);
+    assert_true_result(&record, &log);
+    assert!(
+        world.coordinator.requests(Endpoint::UpdateJob) >= 3,
+        "two failed updates and the accepted one"
+    );
+}
+
+#[test]
+fn server_error_on_the_first_pod_create_leaves_nothing_behind() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.kube.fail_next("create", 1, Failure::ServerError);
+    let (record, log) = run(&world, PIPELINE);
+    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
+}
