@@ -30,7 +30,11 @@ fn pod_creates(world: &World) -> usize {
 
 fn assert_true_result(record: &coordinator_sim::JobRecord, log: &str) {
     assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(record.failure_reason.as_deref(), Some("script_failure"), "{log}");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
     assert_eq!(record.exit_code, Some(5), "{log}");
     assert!(log.contains("job-ran\n"), "{log}");
 }
@@ -38,7 +42,9 @@ fn assert_true_result(record: &coordinator_sim::JobRecord, log: &str) {
 #[test]
 fn pod_create_that_timed_out_after_commit_uses_the_pod_it_made() {
     let world = World::start(Dialect::GitLab, "", "");
-    world.kube.fail_next("create", 1, Failure::TimeoutAfterCommit);
+    world
+        .kube
+        .fail_next("create", 1, Failure::TimeoutAfterCommit);
     let (record, log) = run(&world, PIPELINE);
     // The runner looks for the pod the failed answer may have created, and uses it.
     assert_true_result(&record, &log);
@@ -82,7 +88,11 @@ fn rejected_trace_range_is_resent_and_the_log_stays_whole() {
     let expected: String = (1..=200_000).map(|n| format!("{n}\n")).collect();
     let trace = String::from_utf8_lossy(&record.trace_incremental).into_owned();
     assert!(trace.contains(&expected), "incremental trace incomplete");
-    assert!(world.coordinator.violations().is_empty(), "{:?}", world.coordinator.violations());
+    assert!(
+        world.coordinator.violations().is_empty(),
+        "{:?}",
+        world.coordinator.violations()
+    );
 }
 
 #[test]
@@ -103,6 +113,10 @@ fn server_error_on_the_first_pod_create_is_tried_again() {
     world.kube.fail_next("create", 1, Failure::ServerError);
     let (record, log) = run(&world, PIPELINE);
     assert_true_result(&record, &log);
-    assert_eq!(pod_creates(&world), 2, "one refused, one tried again: {log}");
+    assert_eq!(
+        pod_creates(&world),
+        2,
+        "one refused, one tried again: {log}"
+    );
     assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
 }

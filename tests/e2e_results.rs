@@ -272,3 +272,77 @@ fn registry_secret_is_deleted_when_the_pod_create_fails() {
     assert_eq!(deleted.len(), 1, "{deleted:?} after creating {created}");
     assert!(!log.contains("ci-password"), "{log}");
 }
+
+/// Starts a job that prints until stopped, with an after_script that reports the status.
+fn start_ticking_job(world: &World) -> (u64, e2e_support::Running) {
+    let repo = world.repo(&[("README", "e2e\n")]);
+    let pipeline = r#"{"ticking": {"stage": "test", "script": ["echo script-started",
+        "for i in $(seq 1 120); do echo tick; sleep 0.5; done", "echo not-reached"],
+        "after_script": ["echo \"after status=$CI_JOB_STATUS\""]}}"#;
+    let run = world.pipeline(pipeline, &repo);
+    let id = run.job_id("ticking").expect("job queued");
+    let runner = world.spawn_single();
+    world.wait_for_log(id, "script-started");
+    (id, runner)
+}
+
+#[test]
+fn graceful_cancel_still_runs_after_script() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let (id, runner) = start_ticking_job(&world);
+    world.coordinator.cancel_job(id, CancelMode::Canceling);
+    let output = runner.wait();
+    let record = world.finished(id);
+    let log = format!("{}\n{}", log_of(&record), show(&output));
+    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
+    assert!(log.contains("after status=canceled\n"), "{log}");
+    assert!(!log.contains("not-reached\n"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn forbidden_trace_update_stops_the_job_and_deletes_the_pod() {
+    let world = World::start(Dialect::AlloyCi, "", "");
+    let (id, runner) = start_ticking_job(&world);
+    world.coordinator.cancel_job(id, CancelMode::Forbidden);
+    let output = runner.wait();
+    let record = world.coordinator.job(id).expect("job known");
+    let log = format!("{}\n{}", log_of(&record), show(&output));
+    assert!(!log.contains("not-reached\n"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
+}
+
+#[test]
+fn job_timeout_still_runs_after_script() {
+    let world = World::build(Setup {
+        coordinator: Options {
+            job_timeout_secs: 3,
+            ..Options::default()
+        },
+        ..Setup::default()
+    });
+    let pipeline = r#"{"slow": {"stage": "test", "script": ["sleep 60", "echo not-reached"],
+        "after_script": ["echo \"after status=$CI_JOB_STATUS\""]}}"#;
+    let (record, log) = run(&world, pipeline, "slow");
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("job_execution_timeout"),
+        "{log}"
+    );
+    assert!(log.contains("after status=failed\n"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+// Regression: a 500 on the exec upgrade (the command never started) used to fail the job.
+#[test]
+fn exec_refused_once_with_a_server_error_is_tried_again() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world
+        .kube
+        .fail_next("exec", 1, kube_sim::Failure::ServerError);
+    let pipeline = r#"{"exec": {"stage": "test", "script": ["echo ran"]}}"#;
+    let (record, log) = run(&world, pipeline, "exec");
+    assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
+    assert!(log.contains("\nran\n"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
