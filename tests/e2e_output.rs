@@ -151,3 +151,22 @@ fn several_mib_of_output_arrive_complete_with_gitlab() {
 fn several_mib_of_output_arrive_complete_with_alloyci() {
     large_output_arrives_in_order(Dialect::AlloyCi);
 }
+
+#[test]
+fn output_limit_never_cuts_a_character_in_two() {
+    let world = World::start(Dialect::AlloyCi, "  output_limit = 1\n", "");
+    let pipeline = r#"{"wide": {"stage": "test", "script": [
+        "for i in $(seq 1 300); do printf 'é€'; done; echo"]}}"#;
+    let (record, log) = run_payload(&world, world.payload(pipeline, "wide", &[]));
+    assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
+    let trace = std::str::from_utf8(record.log()).expect("the stored log is UTF-8");
+    assert!(!trace.contains('\u{FFFD}'), "{trace}");
+    let cut = trace
+        .find("\nJob's log exceeded limit of 1024 bytes.\n")
+        .expect("notice");
+    let last = trace[..cut].chars().last();
+    assert!(
+        matches!(last, Some('é' | '€')),
+        "{last:?} before the notice"
+    );
+}

@@ -40,6 +40,10 @@ fn assert_script_failure(record: &coordinator_sim::JobRecord, log: &str, output:
     );
     assert_eq!(record.exit_code, None, "{log}");
     assert!(!log.contains("never-here\n"), "{log}");
+    assert!(
+        !log.contains("timed out"),
+        "failed at once, not at poll_timeout: {log}"
+    );
 }
 
 #[test]
@@ -151,4 +155,52 @@ fn unschedulable_pod_prints_the_scheduler_message_and_fails_at_poll_timeout() {
         .iter()
         .any(|e| e["reason"] == "FailedScheduling"));
     assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn service_that_cannot_start_fails_the_job_naming_it() {
+    let world = World::start(Dialect::AlloyCi, "", "");
+    let pipeline = r#"{"start": {"stage": "test", "services": ["Alpine"],
+        "script": ["echo never-here"]}}"#;
+    let (record, log, output) = run_job(&world, pipeline);
+    assert_script_failure(&record, &log, &output);
+    assert!(
+        log.contains(
+            "ERROR: Job failed: container svc-0 (image Alpine) cannot start: InvalidImageName"
+        ),
+        "{log}"
+    );
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn service_that_exits_before_running_fails_the_job() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let pipeline = r#"{"start": {"stage": "test", "services": ["sim/exit:2"],
+        "script": ["echo never-here"]}}"#;
+    let (record, log, output) = run_job(&world, pipeline);
+    assert_script_failure(&record, &log, &output);
+    assert!(
+        log.contains("ERROR: Job failed: container svc-0 terminated: exit code 2, reason Error"),
+        "{log}"
+    );
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
+
+#[test]
+fn slow_starting_pod_is_waited_for_and_runs() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let pipeline = r#"{"start": {"stage": "test", "image": "sim/slow-start:2",
+        "script": ["echo ran-after-slow-start"]}}"#;
+    let (record, log, output) = run_job(&world, pipeline);
+    assert_eq!(
+        record.reported_state.as_deref(),
+        Some("success"),
+        "{log}\n{output}"
+    );
+    assert!(
+        log.contains("pod is Pending (build: ContainerCreating"),
+        "{log}"
+    );
+    assert!(log.contains("ran-after-slow-start\n"), "{log}");
 }

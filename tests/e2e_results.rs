@@ -309,8 +309,14 @@ fn forbidden_trace_update_stops_the_job_and_deletes_the_pod() {
     let record = world.coordinator.job(id).expect("job known");
     let log = format!("{}\n{}", log_of(&record), show(&output));
     assert_eq!(record.state, coordinator_sim::JobState::Canceled, "{log}");
-    assert_eq!(record.reported_state, None, "the coordinator refuses every update: {log}");
-    assert!(log.contains("the coordinator answered 403 to a trace patch"), "{log}");
+    assert_eq!(
+        record.reported_state, None,
+        "the coordinator refuses every update: {log}"
+    );
+    assert!(
+        log.contains("the coordinator answered 403 to a trace patch"),
+        "{log}"
+    );
     assert!(log.contains("job 1 failed: canceled"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
     assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");

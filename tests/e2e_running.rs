@@ -110,3 +110,20 @@ fn evicted_pod_is_a_system_failure_that_says_so() {
     );
     assert_system_failure(&world, id, &output, "The node was low on resource: memory.");
 }
+
+#[test]
+fn oom_killed_build_container_fails_the_job_promptly() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let repo = world.repo(&[("README", "e2e\n")]);
+    let pipeline = r#"{"oom": {"stage": "test", "image": "sim/oom-after:1",
+        "script": ["echo script-started", "sleep 60", "echo not-reached"]}}"#;
+    let run = world.pipeline(pipeline, &repo);
+    let output = world.run_single(1);
+    let id = run.job_id("oom").expect("job queued");
+    assert_system_failure(
+        &world,
+        id,
+        &output,
+        "ERROR: Job failed: container build terminated: exit code 137, reason OOMKilled",
+    );
+}
