@@ -8,7 +8,7 @@
 //! watch.go`; expiry: `staging/src/k8s.io/apiserver/pkg/storage/errors.go`.
 
 use std::io::{BufRead, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -42,6 +42,14 @@ pub struct PodWatch {
     pod: String,
     events: Receiver<Result<PodEvent, KubeError>>,
     poll_ms: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        // The thread may have nothing to send for a long time: tell it nobody listens.
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl PodWatch {
@@ -71,7 +79,9 @@ impl PodWatch {
 pub(crate) fn start(client: &Client, ns: &str, name: &str) -> Result<PodWatch, KubeError> {
     let (tx, rx) = mpsc::channel();
     let poll_ms = Arc::new(AtomicU64::new(DEFAULT_POLL_INTERVAL.as_millis() as u64));
+    let closed = Arc::new(AtomicBool::new(false));
     let mut watcher = Watcher {
+        closed: closed.clone(),
         client: client.clone(),
         ns: ns.to_string(),
         name: name.to_string(),
@@ -91,6 +101,7 @@ pub(crate) fn start(client: &Client, ns: &str, name: &str) -> Result<PodWatch, K
         pod: name.to_string(),
         events: rx,
         poll_ms,
+        closed,
     })
 }
 
@@ -108,6 +119,7 @@ struct Watcher {
     name: String,
     tx: Sender<Result<PodEvent, KubeError>>,
     poll_ms: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
     last: Option<Value>,
     version: Option<String>,
 }
@@ -123,6 +135,9 @@ impl Watcher {
         let policy = self.client.inner.transport.retry;
         let mut failures = 0;
         loop {
+            if self.closed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if self.version.is_none() && matches!(self.refresh()?, Flow::Stop) {
                 return Ok(());
             }
@@ -264,6 +279,9 @@ impl Watcher {
     fn poll(&mut self) -> Result<(), KubeError> {
         loop {
             thread::sleep(Duration::from_millis(self.poll_ms.load(Ordering::Relaxed)));
+            if self.closed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let before = self.version.clone();
             match self.client.get_pod(&self.ns, &self.name) {
                 Ok(pod) => {
