@@ -120,3 +120,40 @@ fn server_error_on_the_first_pod_create_is_tried_again() {
     );
     assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
 }
+
+#[test]
+fn throttled_job_request_is_tried_again_after_retry_after() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.coordinator.throttle_next(Endpoint::RequestJob, 1, 1);
+    let (record, log) = run(&world, PIPELINE);
+    assert_true_result(&record, &log);
+    assert!(world.coordinator.requests(Endpoint::RequestJob) >= 2);
+}
+
+#[test]
+fn failing_trace_patches_lose_no_output() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.coordinator.fail_next(Endpoint::PatchTrace, 3, 500);
+    let pipeline = r#"{"job": {"stage": "test",
+        "script": ["seq 1 100000", "echo job-ran", "exit 5"]}}"#;
+    let (record, log) = run(&world, pipeline);
+    assert_true_result(&record, &log);
+    let expected: String = (1..=100_000).map(|n| format!("{n}\n")).collect();
+    let trace = String::from_utf8_lossy(&record.trace_incremental).into_owned();
+    assert!(trace.contains(&expected), "incremental trace incomplete");
+    assert!(
+        log_of(&record).contains(&expected),
+        "final trace incomplete"
+    );
+}
+
+#[test]
+fn slow_kubernetes_api_still_runs_the_job() {
+    let world = World::start(Dialect::AlloyCi, "", "");
+    world
+        .kube
+        .set_latency(std::time::Duration::from_millis(300));
+    let (record, log) = run(&world, PIPELINE);
+    assert_true_result(&record, &log);
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}

@@ -189,7 +189,11 @@ fn sigterm_to_run_fails_the_job_deletes_the_pod_and_exits() {
         "{log}"
     );
     assert!(!log.contains("not-reached\n"), "{log}");
-    assert!(output.status.code().is_some(), "{log}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a clean exit after SIGTERM: {log}"
+    );
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
 
