@@ -34,7 +34,8 @@ fn masked_values_never_reach_the_coordinator() {
     let world = World::start(Dialect::GitLab, "", "");
     let pipeline = r#"{"mask": {"stage": "test", "script": [
         "printf 'sp'; printf 'lit al'; printf 'l val'; printf 'ues ar'; printf 'e '; printf 'mask'; printf 'ed\\n'",
-        "echo \"token=$TOP_SECRET_TOKEN\""]}}"#;
+        "echo \"token=$TOP_SECRET_TOKEN\""],
+        "after_script": ["echo \"after token=$TOP_SECRET_TOKEN\""]}}"#;
     let vars = [
         masked("M1", "split"),
         masked("M2", "all"),
@@ -51,6 +52,7 @@ fn masked_values_never_reach_the_coordinator() {
         "{trace}"
     );
     assert!(trace.contains("token=[MASKED]\n"), "{trace}");
+    assert!(trace.contains("after token=[MASKED]\n"), "{trace}");
     assert!(!trace.contains("s3cr3t-t0ken-value"), "{trace}");
     assert!(!trace.contains("split"), "{trace}");
     let patched = String::from_utf8_lossy(&record.trace_incremental);

@@ -119,6 +119,10 @@ fn every_pod_setting_reaches_the_cluster_and_volumes_mount() {
 
     let pod = created_pod(&world);
     let spec = &pod["spec"];
+    assert_eq!(
+        spec["hostAliases"],
+        json!([{"ip": "127.0.0.1", "hostnames": ["side", "alpine"]}])
+    );
     assert_eq!(spec["nodeSelector"], json!({"disk": "ssd"}));
     assert_eq!(spec["imagePullSecrets"], json!([{"name": "regcred"}]));
     assert_eq!(spec["terminationGracePeriodSeconds"], json!(7));
