@@ -104,3 +104,31 @@ fn limit_one_runs_jobs_one_after_the_other() {
     }
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
+
+#[test]
+fn sigterm_fails_every_job_in_flight_and_deletes_their_pods() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let section = world.runner_section("e2e", RUNNER_TOKEN, "", "");
+    world.write_config(2, &[section]);
+    let repo = world.repo(&[("README", "e2e\n")]);
+    let pipeline = r#"{
+      "one": {"stage": "test", "script": ["echo started-one", "sleep 60", "echo not-reached"]},
+      "two": {"stage": "test", "script": ["echo started-two", "sleep 60", "echo not-reached"]}
+    }"#;
+    let run = world.pipeline(pipeline, &repo);
+    let ids = [run.job_id("one"), run.job_id("two")].map(|id| id.expect("job queued"));
+    let runner = world.spawn(&["run"]);
+    world.wait_for_log(ids[0], "started-one");
+    world.wait_for_log(ids[1], "started-two");
+    runner.terminate();
+    let output = runner.wait();
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    for id in ids {
+        let record = world.finished(id);
+        let log = log_of(&record);
+        assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
+        assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
+        assert!(log.contains("ERROR: Job failed: the runner is shutting down"), "{log}");
+    }
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}
