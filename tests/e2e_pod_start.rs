@@ -204,3 +204,36 @@ fn slow_starting_pod_is_waited_for_and_runs() {
     );
     assert!(log.contains("ran-after-slow-start\n"), "{log}");
 }
+
+#[test]
+fn pod_pending_past_poll_timeout_fails_and_is_deleted() {
+    let world = World::start(Dialect::AlloyCi, "", "");
+    let section = world
+        .runner_section(
+            "e2e",
+            e2e_support::RUNNER_TOKEN,
+            "",
+            "    poll_timeout = 3\n",
+        )
+        .replace("    poll_timeout = 30\n", "");
+    world.write_config(1, &[section]);
+    let (record, log, output) = run_job(&world, &pipeline_with_image("sim/slow-start:60"));
+    assert_eq!(
+        record.reported_state.as_deref(),
+        Some("failed"),
+        "{log}\n{output}"
+    );
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("runner_system_failure"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "ERROR: Job failed: timed out after 3s waiting for the pod to start: pod is Pending \
+             (build: ContainerCreating, helper: ContainerCreating"
+        ),
+        "{log}"
+    );
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}

@@ -127,8 +127,15 @@ fn sigterm_fails_every_job_in_flight_and_deletes_their_pods() {
         let record = world.finished(id);
         let log = log_of(&record);
         assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-        assert_eq!(record.failure_reason.as_deref(), Some("runner_system_failure"), "{log}");
-        assert!(log.contains("ERROR: Job failed: the runner is shutting down"), "{log}");
+        assert_eq!(
+            record.failure_reason.as_deref(),
+            Some("runner_system_failure"),
+            "{log}"
+        );
+        assert!(
+            log.contains("ERROR: Job failed: the runner is shutting down"),
+            "{log}"
+        );
     }
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
