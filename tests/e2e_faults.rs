@@ -157,3 +157,33 @@ fn slow_kubernetes_api_still_runs_the_job() {
     assert_true_result(&record, &log);
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
+
+#[test]
+fn failing_pod_delete_is_tried_again() {
+    let world = World::start(Dialect::GitLab, "", "");
+    world.kube.fail_next("delete", 2, Failure::ServerError);
+    let (record, log) = run(&world, PIPELINE);
+    assert_true_result(&record, &log);
+    assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
+}
+
+#[test]
+fn forbidden_event_list_still_reports_the_start_failure() {
+    let world = e2e_support::World::build(e2e_support::Setup {
+        kube_rules: Some(vec![kube_sim::Rule::new(
+            &[],
+            &["pods", "pods/exec", "secrets"],
+            &["*"],
+        )]),
+        ..e2e_support::Setup::default()
+    });
+    let pipeline = r#"{"job": {"stage": "test", "image": "node:10:16.0", "script": ["true"]}}"#;
+    let (record, log) = run(&world, pipeline);
+    assert_eq!(
+        record.failure_reason.as_deref(),
+        Some("script_failure"),
+        "{log}"
+    );
+    assert!(log.contains("cannot start: InvalidImageName"), "{log}");
+    assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
+}
