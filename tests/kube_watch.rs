@@ -216,6 +216,36 @@ fn a_refused_watch_falls_back_to_polling_until_the_pod_is_gone() {
     assert_eq!(server.requests().iter().filter(|r| is_watch(r)).count(), 1);
 }
 
+// Regression: watches that a server (or a proxy) ends at once without any event used to be
+// started again from the same version forever, so the pod's changes were never seen.
+#[test]
+fn watches_that_end_at_once_lead_to_fresh_gets_and_each_change_once() {
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = gets.clone();
+    let server = ApiServer::start("127.0.0.1:0", server_tls(false), move |req, _| {
+        if is_watch(req) {
+            return Reply::events(&[], Duration::from_millis(1));
+        }
+        match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 | 1 => Reply::json(200, pod("1", "Pending")),
+            2 => Reply::json(200, pod("2", "Running")),
+            _ => Reply::json(404, status_body(404, "NotFound", "pods \"ci-1\" not found")),
+        }
+    });
+    let mut watch = token_client(&server.url(), "t")
+        .watch_pod("ci", "ci-1")
+        .expect("watch");
+    let (seen, _) = drain(&mut watch);
+    assert_eq!(
+        seen,
+        owned(&[
+            ("updated", "1", "Pending"),
+            ("updated", "2", "Running"),
+            ("deleted", "2", "Running")
+        ])
+    );
+}
+
 #[test]
 fn a_missing_pod_is_an_error_naming_it() {
     let server = ApiServer::start("127.0.0.1:0", server_tls(false), |_, _| {

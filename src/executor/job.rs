@@ -323,7 +323,12 @@ impl PodRun<'_> {
         section.end();
         match result {
             Ok(0) => JobOutcome::Success,
-            Ok(code) => failed(FailureKind::Script, Some(code), format!("exit code {code}")),
+            // A script killed with its pod (deleted, evicted, a container gone) is no script
+            // failure, even when its exit code arrives before the pod monitor sees why.
+            Ok(code) => match supervisor.pod_problem(target.client, target.namespace, target.pod) {
+                Some(message) => failed(FailureKind::System, None, message),
+                None => failed(FailureKind::Script, Some(code), format!("exit code {code}")),
+            },
             Err(err) => self.stage_error(err, supervisor, "step_script"),
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::executor::pod_state::{deleted_message, run_state, RunState};
 use crate::executor::stop::{StopReason, StopSignal};
-use crate::kube::{Client, PodEvent};
+use crate::kube::{Client, PodEvent, PodWatch};
 
 /// How often the watchdog looks at the clock, the cancel state and the shutdown flag.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
@@ -101,35 +101,67 @@ impl Supervisor {
         }
     }
 
-    /// Watches the pod until [`Supervisor::finish`]; a failure stops the current phase.
+    /// Watches the pod until [`Supervisor::finish`]; a failure stops the current phase. A watch
+    /// that fails is started again after `poll_interval`.
     pub fn monitor(&self, client: &Client, namespace: &str, pod: &str, poll_interval: Duration) {
-        let mut watch = match client.watch_pod(namespace, pod) {
-            Ok(watch) => {
-                watch.set_poll_interval(poll_interval);
-                watch
-            }
-            Err(err) => {
-                log::warn!("cannot watch pod {namespace}/{pod} while the job runs: {err}");
-                return;
-            }
-        };
         while !self.done.load(Ordering::SeqCst) {
-            let message = match watch.next(WATCHDOG_TICK) {
+            match client.watch_pod(namespace, pod) {
+                Ok(mut watch) => {
+                    watch.set_poll_interval(poll_interval);
+                    if let Some(message) = self.follow(&mut watch, pod) {
+                        self.mark_broken(message);
+                        return;
+                    }
+                }
+                Err(err) => {
+                    log::warn!("cannot watch pod {namespace}/{pod} while the job runs: {err}");
+                }
+            }
+            std::thread::sleep(poll_interval);
+        }
+    }
+
+    /// Reads the watch until the pod breaks (its message), the job ends or the watch fails
+    /// (`None` both times).
+    fn follow(&self, watch: &mut PodWatch, pod: &str) -> Option<String> {
+        while !self.done.load(Ordering::SeqCst) {
+            match watch.next(WATCHDOG_TICK) {
                 Ok(None) => continue,
                 Ok(Some(PodEvent::Updated(value))) => match run_state(&value) {
                     RunState::Healthy => continue,
-                    RunState::Broken(message) => message,
+                    RunState::Broken(message) => return Some(message),
                 },
-                Ok(Some(PodEvent::Deleted(_))) => deleted_message(pod),
+                Ok(Some(PodEvent::Deleted(_))) => return Some(deleted_message(pod)),
+                Err(err) if err.is_not_found() => return Some(deleted_message(pod)),
                 Err(err) => {
-                    log::warn!("watching pod {namespace}/{pod} failed: {err}");
-                    std::thread::sleep(poll_interval);
-                    continue;
+                    log::warn!("watching pod {pod} failed, starting the watch again: {err}");
+                    return None;
                 }
-            };
-            self.mark_broken(message);
-            return;
+            }
         }
+        None
+    }
+
+    /// Looks at the pod once more after a stage ended with a failing exit code: a pod that is
+    /// being deleted, was evicted or lost a container killed the script, which is then no
+    /// script failure. Returns that problem (the pod is marked broken), `None` when healthy.
+    pub fn pod_problem(&self, client: &Client, namespace: &str, pod: &str) -> Option<String> {
+        if let Some(message) = self.broken() {
+            return Some(message);
+        }
+        let message = match client.get_pod(namespace, pod) {
+            Ok(value) => match run_state(&value) {
+                RunState::Healthy => return None,
+                RunState::Broken(message) => message,
+            },
+            Err(err) if err.is_not_found() => deleted_message(pod),
+            Err(err) => {
+                log::debug!("cannot read pod {namespace}/{pod} after a failed stage: {err}");
+                return None;
+            }
+        };
+        self.mark_broken(message.clone());
+        Some(message)
     }
 
     fn mark_broken(&self, message: String) {

@@ -74,6 +74,7 @@ pub fn wait_for_pod(
             return Err(WaitError::Stopped);
         }
         if Instant::now() >= deadline {
+            print_warning_events(w, trace);
             return Err(WaitError::Timeout {
                 waited: started.elapsed(),
                 last,

@@ -1,14 +1,14 @@
 //! Following one pod: a watch on its own thread, handing the pod's states over a channel.
 //!
 //! The thread GETs the pod first (its state and resourceVersion), then watches from there:
-//! a watch that ends cleanly is started again from the last resourceVersion, BOOKMARK events
-//! only move that version on, and an expired version (HTTP 410 or an ERROR event with code 410)
+//! a watch that ends cleanly is started again from the last resourceVersion (one that ends at
+//! once without an event after a fresh GET), BOOKMARK events only move that version on, and an expired version (HTTP 410 or an ERROR event with code 410)
 //! leads to a fresh GET. When the server refuses watches (403, 405), the thread GETs the pod
 //! every poll interval instead. Watch events: `staging/src/k8s.io/apimachinery/pkg/watch/
 //! watch.go`; expiry: `staging/src/k8s.io/apiserver/pkg/storage/errors.go`.
 
 use std::io::{BufRead, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -42,6 +42,14 @@ pub struct PodWatch {
     pod: String,
     events: Receiver<Result<PodEvent, KubeError>>,
     poll_ms: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        // The thread may have nothing to send for a long time: tell it nobody listens.
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl PodWatch {
@@ -71,7 +79,9 @@ impl PodWatch {
 pub(crate) fn start(client: &Client, ns: &str, name: &str) -> Result<PodWatch, KubeError> {
     let (tx, rx) = mpsc::channel();
     let poll_ms = Arc::new(AtomicU64::new(DEFAULT_POLL_INTERVAL.as_millis() as u64));
+    let closed = Arc::new(AtomicBool::new(false));
     let mut watcher = Watcher {
+        closed: closed.clone(),
         client: client.clone(),
         ns: ns.to_string(),
         name: name.to_string(),
@@ -91,6 +101,7 @@ pub(crate) fn start(client: &Client, ns: &str, name: &str) -> Result<PodWatch, K
         pod: name.to_string(),
         events: rx,
         poll_ms,
+        closed,
     })
 }
 
@@ -108,6 +119,7 @@ struct Watcher {
     name: String,
     tx: Sender<Result<PodEvent, KubeError>>,
     poll_ms: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
     last: Option<Value>,
     version: Option<String>,
 }
@@ -123,6 +135,9 @@ impl Watcher {
         let policy = self.client.inner.transport.retry;
         let mut failures = 0;
         loop {
+            if self.closed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if self.version.is_none() && matches!(self.refresh()?, Flow::Stop) {
                 return Ok(());
             }
@@ -151,6 +166,10 @@ impl Watcher {
         match self.client.get_pod(&self.ns, &self.name) {
             Ok(pod) => {
                 self.version = resource_version(&pod);
+                let seen = self.last.as_ref().and_then(resource_version);
+                if self.version.is_some() && self.version == seen {
+                    return Ok(Flow::Again);
+                }
                 Ok(self.send_update(pod))
             }
             Err(e) if e.is_not_found() && self.last.is_some() => Ok(self.send_deleted(None)),
@@ -181,8 +200,10 @@ impl Watcher {
             }
         }
         if lines == 0 && started.elapsed() < Duration::from_secs(1) {
-            // A watch closed at once: do not hammer the server.
+            // A watch closed at once says nothing about the pod (some proxies end every watch
+            // early): read the pod before watching again, after a pause.
             thread::sleep(self.client.inner.transport.retry.min_backoff);
+            self.version = None;
         }
         Ok(Flow::Again)
     }
@@ -258,6 +279,9 @@ impl Watcher {
     fn poll(&mut self) -> Result<(), KubeError> {
         loop {
             thread::sleep(Duration::from_millis(self.poll_ms.load(Ordering::Relaxed)));
+            if self.closed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let before = self.version.clone();
             match self.client.get_pod(&self.ns, &self.name) {
                 Ok(pod) => {

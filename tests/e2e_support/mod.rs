@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use coordinator_sim::{Dialect, JobRecord, Options, PipelineRun};
-use kube_sim::{Sim, SimHandle, SimOptions, TokenSpec};
+use kube_sim::{Rule, Sim, SimHandle, SimOptions, TokenSpec};
+use serde_json::Value;
 
 /// The bearer token the runner uses against the Kubernetes simulator.
 pub const KUBE_TOKEN: &str = "e2e-kube-token";
@@ -26,6 +27,72 @@ pub struct World {
     pub coordinator: coordinator_sim::SimHandle,
     pub dir: TempDir,
     pub config: PathBuf,
+    pub dialect: Dialect,
+}
+
+/// How to start a [`World`].
+#[derive(Default)]
+pub struct Setup {
+    pub dialect: Dialect,
+    pub sim: SimOptions,
+    /// The coordinator simulator's options (its dialect is `dialect`).
+    pub coordinator: Options,
+    /// What the runner's Kubernetes token may do; `None` allows everything.
+    pub kube_rules: Option<Vec<Rule>>,
+    /// Appended to the `[[runners]]` entry.
+    pub runner_extra: String,
+    /// Appended to `[runners.kubernetes]`.
+    pub kubernetes_extra: String,
+}
+
+/// A job variable added to a payload.
+pub struct Var {
+    pub key: &'static str,
+    pub value: &'static str,
+    pub masked: bool,
+    pub file: bool,
+}
+
+impl Var {
+    /// A plain variable.
+    pub fn plain(key: &'static str, value: &'static str) -> Var {
+        Var {
+            key,
+            value,
+            masked: false,
+            file: false,
+        }
+    }
+}
+
+/// A runner process started in the background.
+pub struct Running {
+    child: std::process::Child,
+}
+
+impl Running {
+    /// Sends SIGTERM to the runner.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the runner to exit (killed after a limit) and returns what it said.
+    pub fn wait(mut self) -> Output {
+        let started = Instant::now();
+        while self.child.try_wait().expect("runner status").is_none() {
+            if started.elapsed() > RUN_LIMIT {
+                self.child.kill().ok();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.wait_with_output().expect("runner output")
+    }
 }
 
 impl World {
@@ -43,33 +110,83 @@ impl World {
     /// [`World::start`] with chosen Kubernetes simulator options (TLS and the token are added).
     pub fn start_with(
         dialect: Dialect,
-        mut sim: SimOptions,
+        sim: SimOptions,
         runner_extra: &str,
         kubernetes_extra: &str,
     ) -> World {
+        World::build(Setup {
+            dialect,
+            sim,
+            runner_extra: runner_extra.to_string(),
+            kubernetes_extra: kubernetes_extra.to_string(),
+            ..Setup::default()
+        })
+    }
+
+    /// Starts both simulators as `setup` says and writes the config.
+    pub fn build(setup: Setup) -> World {
+        let mut sim = setup.sim;
         sim.tls = true;
-        sim.tokens.push(TokenSpec::admin(
-            KUBE_TOKEN,
-            "system:serviceaccount:ci:runner",
-        ));
+        sim.tokens.push(TokenSpec {
+            token: KUBE_TOKEN.to_string(),
+            user: "system:serviceaccount:ci:runner".to_string(),
+            rules: setup.kube_rules,
+        });
         let kube = Sim::start(sim).expect("kubernetes simulator starts");
         let options = Options {
-            dialect,
-            ..Options::default()
+            dialect: setup.dialect,
+            ..setup.coordinator
         };
         let coordinator =
             coordinator_sim::Sim::start(options).expect("coordinator simulator starts");
         coordinator.add_runner(RUNNER_TOKEN);
         let dir = TempDir::new("e2e");
         let config = dir.path().join("config.toml");
-        let text = config_text(&kube, coordinator.url(), runner_extra, kubernetes_extra);
-        std::fs::write(&config, text).expect("config written");
-        World {
+        let world = World {
             kube,
             coordinator,
             dir,
             config,
-        }
+            dialect: setup.dialect,
+        };
+        let section = world.runner_section(
+            "e2e",
+            RUNNER_TOKEN,
+            &setup.runner_extra,
+            &setup.kubernetes_extra,
+        );
+        world.write_config(1, &[section]);
+        world
+    }
+
+    /// One `[[runners]]` entry pointing at both simulators.
+    pub fn runner_section(
+        &self,
+        name: &str,
+        token: &str,
+        runner_extra: &str,
+        kubernetes_extra: &str,
+    ) -> String {
+        let ca = self.kube.ca_pem_path().expect("the simulator serves TLS");
+        format!(
+            "[[runners]]\n  name = \"{name}\"\n  url = \"{}\"\n  token = \"{token}\"\n  \
+             executor = \"kubernetes\"\n{runner_extra}\n  [runners.kubernetes]\n    \
+             host = \"{}\"\n    ca_file = \"{}\"\n    bearer_token = \"{KUBE_TOKEN}\"\n    \
+             namespace = \"{NAMESPACE}\"\n    image = \"alpine:3.20\"\n    poll_interval = 1\n    \
+             poll_timeout = 30\n{kubernetes_extra}\n",
+            self.coordinator.url(),
+            self.kube.url(),
+            ca.display()
+        )
+    }
+
+    /// Writes config.toml with `concurrent` and these `[[runners]]` entries.
+    pub fn write_config(&self, concurrent: u32, sections: &[String]) {
+        let text = format!(
+            "concurrent = {concurrent}\ncheck_interval = 1\n\n{}",
+            sections.join("\n")
+        );
+        std::fs::write(&self.config, text).expect("config written");
     }
 
     /// A git repository with `files`, committed on branch `main`.
@@ -96,6 +213,16 @@ impl World {
             ],
         );
         repo
+    }
+
+    /// Adds a commit with `files` to `repo`.
+    pub fn commit(&self, repo: &Path, files: &[(&str, &str)]) {
+        for (name, content) in files {
+            std::fs::write(repo.join(name), content).expect("file written");
+        }
+        git(repo, &["add", "-A"]);
+        let identity = ["-c", "user.name=e2e", "-c", "user.email=e2e@localhost"];
+        git(repo, &[&identity[..], &["commit", "-qm", "more"]].concat());
     }
 
     /// Queues a pipeline over `repo`.
@@ -132,6 +259,99 @@ impl World {
             std::thread::sleep(Duration::from_millis(50));
         }
         child.wait_with_output().expect("runner output")
+    }
+
+    /// Starts the runner binary in the background with this world's config and `args`.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let child = Command::new(env!("CARGO_BIN_EXE_alloy-runner"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--log-level")
+            .arg("debug")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runner starts");
+        Running { child }
+    }
+
+    /// Starts `run-single` for one job in the background.
+    pub fn spawn_single(&self) -> Running {
+        self.spawn(&["run-single", "--max-builds", "1", "--wait-timeout", "20"])
+    }
+
+    /// Waits until the job's incremental trace contains `text` (a marker the script printed).
+    pub fn wait_for_log(&self, id: u64, text: &str) -> JobRecord {
+        self.coordinator
+            .wait_for_job(id, Duration::from_secs(60), |record| {
+                String::from_utf8_lossy(&record.trace_incremental).contains(text)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "job {id} never logged {text:?}: {:?}",
+                    self.coordinator.job(id)
+                )
+            })
+    }
+
+    /// The name of the only job pod, once it exists (waits up to 60 s).
+    pub fn job_pod(&self) -> Value {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(pod) = self.kube.pods(NAMESPACE).into_iter().next() {
+                return pod;
+            }
+            assert!(Instant::now() < until, "no job pod was created");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A job payload in this world's dialect for `job` of `pipeline_json`, with GIT_STRATEGY
+    /// none (no repository) and `variables` (`key`, `value`, `masked`, `file`) added.
+    pub fn payload(&self, pipeline_json: &str, job: &str, variables: &[Var]) -> Value {
+        let pipeline = alloy_runner::pipeline::parse(pipeline_json).expect("pipeline parses");
+        let job = pipeline.job(job).expect("job in the pipeline");
+        let ctx = alloy_runner::pipeline::PayloadContext {
+            dialect: self.dialect(),
+            job_token: alloy_runner::secret::Secret::new("e2e-job-token".to_string()),
+            project_name: "app".into(),
+            project_path: "e2e/app".into(),
+            repo_url: alloy_runner::secret::Secret::new("http://127.0.0.1:9/none.git".to_string()),
+            ref_name: "main".into(),
+            sha: "0".repeat(40),
+            before_sha: "0".repeat(40),
+            ..Default::default()
+        };
+        let mut payload = job.to_payload(&ctx);
+        // The simulator assigns the id.
+        payload
+            .as_object_mut()
+            .expect("payload object")
+            .remove("id");
+        let list = payload["variables"].as_array_mut().expect("variables list");
+        list.push(serde_json::json!({"key": "GIT_STRATEGY", "value": "none", "public": true}));
+        for var in variables {
+            let mut entry =
+                serde_json::json!({"key": var.key, "value": var.value, "public": false});
+            if self.dialect() == Dialect::GitLab {
+                entry["masked"] = Value::Bool(var.masked);
+                entry["file"] = Value::Bool(var.file);
+            }
+            list.push(entry);
+        }
+        payload
+    }
+
+    /// Queues a payload; returns the job id.
+    pub fn enqueue(&self, payload: Value) -> u64 {
+        self.coordinator
+            .enqueue_payload(payload)
+            .expect("payload queued")
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The job's record once the coordinator has its final state.
@@ -180,19 +400,6 @@ pub fn show(output: &Output) -> String {
         output.status.code(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn config_text(kube: &SimHandle, url: &str, runner_extra: &str, kubernetes_extra: &str) -> String {
-    let ca = kube.ca_pem_path().expect("the simulator serves TLS");
-    format!(
-        "concurrent = 1\ncheck_interval = 1\n\n[[runners]]\n  name = \"e2e\"\n  url = \"{url}\"\n  \
-         token = \"{RUNNER_TOKEN}\"\n  executor = \"kubernetes\"\n{runner_extra}\n  \
-         [runners.kubernetes]\n    host = \"{}\"\n    ca_file = \"{}\"\n    \
-         bearer_token = \"{KUBE_TOKEN}\"\n    namespace = \"{NAMESPACE}\"\n    \
-         image = \"alpine:3.20\"\n    poll_interval = 1\n    poll_timeout = 30\n{kubernetes_extra}\n",
-        kube.url(),
-        ca.display()
     )
 }
 

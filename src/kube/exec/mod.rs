@@ -193,25 +193,15 @@ impl StdError for ExecError {
     }
 }
 
-/// Runs one exec; a 401 answer makes the token file be read again and the exec tried once more.
+/// Runs one exec; a 401 answer makes the token file be read again and the exec tried once more,
+/// and an upgrade the server could not serve now (429, 5xx, no connection) is tried again.
 pub(crate) fn run(
     transport: &Transport,
     req: &ExecRequest,
     mut io: ExecIo,
 ) -> Result<ExecOutcome, ExecError> {
     let target = exec_target(transport, req, io.stdin.is_some());
-    let ws = match open(transport, &target, &req.pod, io.abort.as_ref()) {
-        Err(ExecError::Rejected { status, .. })
-            if status.code == 401 && transport.auth.reload_after_unauthorized() =>
-        {
-            log::info!(
-                "exec in pod {}: token refused, trying again with the new token",
-                req.pod
-            );
-            open(transport, &target, &req.pod, io.abort.as_ref())?
-        }
-        other => other?,
-    };
+    let ws = open_with_retries(transport, &target, &req.pod, io.abort.as_ref())?;
     let (ws, protocol) = ws;
     log::debug!("exec in pod {} attached ({protocol:?})", req.pod);
 
@@ -226,6 +216,48 @@ pub(crate) fn run(
         handle.register(None);
     }
     result
+}
+
+/// Opens the stream. The command has not started while the upgrade is refused, so answers
+/// that mean "not now" are tried again with backoff; a 401 reloads the token once.
+fn open_with_retries(
+    transport: &Transport,
+    target: &str,
+    pod: &str,
+    abort: Option<&AbortHandle>,
+) -> Result<(WebSocket<TlsStream>, ExecProtocol), ExecError> {
+    let policy = transport.retry;
+    let mut backoff = policy.min_backoff;
+    let mut tries = 1;
+    let mut reloaded = false;
+    loop {
+        match open(transport, target, pod, abort) {
+            Err(ExecError::Rejected { status, .. })
+                if status.code == 401
+                    && !reloaded
+                    && transport.auth.reload_after_unauthorized() =>
+            {
+                log::info!("exec in pod {pod}: token refused, trying again with the new token");
+                reloaded = true;
+            }
+            Err(e) if tries < policy.tries && not_started_yet(&e) => {
+                log::debug!("exec in pod {pod} could not start ({e}), trying again");
+                std::thread::sleep(backoff);
+                backoff = backoff.saturating_mul(2).min(policy.max_backoff);
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether the exec failed before its command could start, for a reason that may pass.
+fn not_started_yet(e: &ExecError) -> bool {
+    match e {
+        ExecError::Rejected { status, .. } => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        ExecError::Connect { .. } => true,
+        _ => false,
+    }
 }
 
 /// Path and query of the exec call, under the endpoint's prefix.
