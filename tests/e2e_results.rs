@@ -321,7 +321,7 @@ fn forbidden_trace_update_stops_the_job_and_deletes_the_pod() {
         log.contains("the coordinator answered 403 to a trace patch"),
         "{log}"
     );
-    assert!(log.contains("job 1 failed: canceled"), "{log}");
+    assert!(log.contains("job 1: failed: canceled"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
     assert_eq!(world.pods_left(), Vec::<String>::new(), "{log}");
 }

@@ -21,9 +21,9 @@ pub(crate) fn handle(shared: &Shared, req: &mut Request<'_>) -> Response {
     if let Some(id) = storage_object(&req.method, &req.path) {
         return artifacts::storage(shared, id);
     }
-    if req.method == "GET" && req.path.starts_with(crate::git_http::PREFIX) {
+    if req.path.starts_with(crate::git_http::PREFIX) {
         let repos = shared.lock().repos.clone();
-        return crate::git_http::serve(&repos, &req.path);
+        return crate::git_http::serve(&repos, req);
     }
     let Some((endpoint, job_id)) = route(&req.method, &req.path) else {
         let what = format!("unexpected request {} {}", req.method, req.path);

@@ -69,6 +69,17 @@ fn later_stage_waits_for_the_earlier_one_and_gets_its_artifacts() {
     assert!(status.success());
     assert_eq!(head_sha(&clone), head_sha(&repo.0));
     std::fs::remove_dir_all(&clone).ok();
+
+    // Shallow fetches need the smart protocol, which the simulator speaks too.
+    let status = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let shallow = std::fs::read_to_string(clone.join(".git/shallow")).unwrap();
+    assert_eq!(shallow.trim(), head_sha(&repo.0));
+    std::fs::remove_dir_all(&clone).ok();
     assert_eq!(request_job(&sim).status, 204);
     assert_eq!(sim.job(check_id).unwrap().state, JobState::Pending);
 
