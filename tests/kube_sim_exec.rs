@@ -6,7 +6,7 @@ mod kube_sim_support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use alloy_runner::kube::{AbortHandle, ExecError, ExecProtocol};
+use alloy_runner::kube::{AbortHandle, Client, ExecError, ExecProtocol};
 use kube_sim::SimHandle;
 use kube_sim_support::{https_sim, request, run_exec, running_pod, shell, token_client, NS, TOKEN};
 
@@ -32,21 +32,38 @@ fn exit_codes_and_both_outputs_come_back_exactly() {
     }
 }
 
+/// Sends `input` to `cat > FILE; echo done` and reads FILE back with a second exec.
+fn through_a_file(client: &Client, pod: &str, input: &[u8]) -> Vec<u8> {
+    let run = run_exec(
+        client,
+        &shell(pod, "cat > /tmp/s; echo done"),
+        Some(input),
+        None,
+    );
+    assert_eq!(run.exit_code(), 0);
+    assert_eq!(run.stdout, b"done\n");
+
+    let back = run_exec(client, &request(pod, &["cat", "/tmp/s"]), None, None);
+    assert_eq!(back.exit_code(), 0);
+    back.stdout
+}
+
 // C13: under v5 the end of stdin reaches the command, so `cat` ends and the script goes on.
 #[test]
 fn v5_stdin_end_lets_the_command_finish() {
     let sim = sim_with_pod("stdin", false);
     let client = token_client(&sim, TOKEN);
-    let input = b"line one\nline two\n\xff\x00no newline";
 
-    let req = shell("stdin", "cat > /tmp/s; echo done");
-    let run = run_exec(&client, &req, Some(input), None);
-    assert_eq!(run.exit_code(), 0);
-    assert_eq!(run.stdout, b"done\n");
+    assert_eq!(through_a_file(&client, "stdin", b"hello"), b"hello");
+}
 
-    let back = run_exec(&client, &request("stdin", &["cat", "/tmp/s"]), None, None);
-    assert_eq!(back.exit_code(), 0);
-    assert_eq!(back.stdout, input);
+#[test]
+fn v5_stdin_carries_raw_bytes_larger_than_one_chunk() {
+    let sim = sim_with_pod("binary", false);
+    let client = token_client(&sim, TOKEN);
+    let input: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+
+    assert_eq!(through_a_file(&client, "binary", &input), input);
 }
 
 #[test]
@@ -109,12 +126,12 @@ fn non_utf8_and_split_characters_arrive_byte_for_byte() {
     let sim = sim_with_pod("bytes", false);
     let client = token_client(&sim, TOKEN);
 
-    let script = "printf '\\303'; sleep 0.2; printf '\\251t\\342\\202'; sleep 0.2; \
+    let script = "printf '\\324\\303'; sleep 0.2; printf '\\251t\\342\\202'; sleep 0.2; \
                   printf '\\254\\377\\376\\000end'; printf '\\360\\237' >&2; sleep 0.2; \
                   printf '\\230\\200\\300' >&2";
     let run = run_exec(&client, &shell("bytes", script), None, None);
     assert_eq!(run.exit_code(), 0);
-    assert_eq!(run.stdout, b"\xc3\xa9t\xe2\x82\xac\xff\xfe\x00end");
+    assert_eq!(run.stdout, b"\xd4\xc3\xa9t\xe2\x82\xac\xff\xfe\x00end");
     assert_eq!(run.stderr, b"\xf0\x9f\x98\x80\xc0");
 
     // A two-byte character across the kubelet's 32 KiB read boundary.
