@@ -59,5 +59,8 @@ coordinator-sim: ## serve the coordinator simulator in the foreground (ARGS="--d
 sim: ## serve the Kubernetes API simulator in the foreground (SIM_ADDR, SIM_KUBECONFIG, SIM_TLS, SIM_TOKEN)
 	$(CARGO) run -p kube-sim --bin kube-sim
 
+bench: ## release build; 1 GiB of exec output through our client and through kubectl, on the simulator
+	$(CARGO) bench -p alloy-runner --bench exec_throughput
+
 clean: ## remove build output
 	$(CARGO) clean

@@ -22,12 +22,14 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::WebSocket;
 
 mod session;
+mod socket;
 mod upgrade;
 
 use super::channel::ExecProtocol;
 use super::error::Status;
 use super::rest::{encode, Transport};
 use session::Session;
+use socket::Socket;
 use upgrade::UpgradeError;
 
 /// How often the client pings a quiet connection (5 s, like kubectl).
@@ -38,8 +40,12 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(61);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest WebSocket message accepted (16 MiB; the kubelet sends at most 32 KiB at a time).
 const MAX_MESSAGE: usize = 16 << 20;
+/// Most bytes tungstenite asks the TLS stream for at once (16 KiB, one TLS record's plaintext).
+/// It zeroes that much before every read, and a TLS read gives at most a record or so: its
+/// 128 KiB default meant zeroing about eight times the bytes received.
+const WS_READ_BUFFER: usize = 16 << 10;
 
-type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+type TlsStream = StreamOwned<ClientConnection, Socket>;
 
 /// What to run: `command` (argv, no shell) in `container` of `pod`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,6 +335,7 @@ fn open(
         Err(e) => return Err(upgrade_error(e, pod)),
     };
     let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     let ws = WebSocket::from_partially_read(tls, upgraded.tail, Role::Client, Some(config));
@@ -378,7 +385,7 @@ enum TlsFailure {
 }
 
 /// Runs the TLS handshake to its end, so that a certificate problem is told apart.
-fn tls_handshake(transport: &Transport, mut tcp: TcpStream) -> Result<TlsStream, TlsFailure> {
+fn tls_handshake(transport: &Transport, tcp: TcpStream) -> Result<TlsStream, TlsFailure> {
     let name = transport
         .endpoint
         .server_name()
@@ -388,8 +395,9 @@ fn tls_handshake(transport: &Transport, mut tcp: TcpStream) -> Result<TlsStream,
         .map_err(TlsFailure::Io)?;
     tcp.set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(TlsFailure::Io)?;
+    let mut socket = Socket::new(tcp);
     while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut tcp) {
+        if let Err(e) = conn.complete_io(&mut socket) {
             let tls = e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -399,5 +407,5 @@ fn tls_handshake(transport: &Transport, mut tcp: TcpStream) -> Result<TlsStream,
             });
         }
     }
-    Ok(StreamOwned::new(conn, tcp))
+    Ok(StreamOwned::new(conn, socket))
 }

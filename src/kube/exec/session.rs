@@ -245,7 +245,13 @@ impl Session {
         };
         if self.read_timeout != Some(wanted) {
             self.read_timeout = Some(wanted);
-            if let Err(e) = self.ws.get_ref().get_ref().set_read_timeout(Some(wanted)) {
+            if let Err(e) = self
+                .ws
+                .get_ref()
+                .get_ref()
+                .tcp()
+                .set_read_timeout(Some(wanted))
+            {
                 log::debug!("exec in pod {}: cannot set the read timeout: {e}", self.pod);
             }
         }

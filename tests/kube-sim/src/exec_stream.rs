@@ -7,7 +7,7 @@
 
 use crate::kubelet::{ExecProcess, ExitOutcome};
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -25,6 +25,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const BURST: usize = 64;
 /// Largest output chunk put in one message.
 const CHUNK: usize = 32 * 1024;
+/// Output chunks read ahead of the WebSocket (256, 8 MiB): past that the command blocks on its
+/// pipe, as it does behind a real kubelet, instead of the simulator holding all its output.
+const READ_AHEAD: usize = 256;
 
 /// The exec subprotocol agreed in the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +181,7 @@ fn finish<S: Read + Write>(mut ws: WebSocket<S>, status: &str) -> Ending {
 }
 
 fn start_readers(process: &mut ExecProcess) -> Receiver<Output> {
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(READ_AHEAD);
     let streams: [(u8, Option<Box<dyn Read + Send>>); 2] = [
         (
             STDOUT,
@@ -210,7 +213,7 @@ fn start_readers(process: &mut ExecProcess) -> Receiver<Output> {
 }
 
 /// Reads one output pipe into the channel until EOF or until nobody listens.
-fn pump(channel: u8, mut stream: Box<dyn Read + Send>, tx: &Sender<Output>) {
+fn pump(channel: u8, mut stream: Box<dyn Read + Send>, tx: &SyncSender<Output>) {
     let mut buf = vec![0u8; CHUNK];
     loop {
         match stream.read(&mut buf) {
