@@ -84,13 +84,16 @@ for summary in $(ls "$work"/record/job-*.txt | sort -V); do
 done
 
 failed=$(grep -L "reported success" "$work"/record/job-*.txt || true)
-# Deleted pods get their grace period to stop; wait for them to be gone.
-for _ in $(seq 1 100); do
-    left=$(kubectl --kubeconfig "$work/kubeconfig" --request-timeout=5s get pods -n demo -o name)
-    [ -z "$left" ] && break
-    sleep 0.1
-done
-echo "==> pods left in the cluster: ${left:-none}"
+# Deleted pods get their grace period to stop; wait for them to be gone (asked with kubectl,
+# a real Kubernetes client, when it is installed).
+if command -v kubectl >/dev/null 2>&1; then
+    for _ in $(seq 1 100); do
+        left=$(kubectl --kubeconfig "$work/kubeconfig" --request-timeout=5s get pods -n demo -o name || true)
+        [ -z "$left" ] && break
+        sleep 0.1
+    done
+    echo "==> pods left in the cluster: ${left:-none}"
+fi
 if [ -n "$failed" ]; then
     echo "demo: some jobs did not succeed" >&2
     exit 1
