@@ -66,11 +66,15 @@ pub fn init(level: Option<LevelFilter>) {
     install(logger);
 }
 
-/// Whether a record comes from a library whose detailed logs print request headers, tokens
-/// included (ureq logs `JOB-TOKEN` and `Authorization` at debug level). Those never pass,
-/// whatever the configured level.
+/// Whether a record comes from a library whose detailed logs carry secrets: ureq logs request
+/// headers (`JOB-TOKEN`, `Authorization`) and tungstenite logs whole WebSocket frames (stage
+/// scripts with their variables, unmasked output). Those never pass, whatever the level.
 fn leaks_secrets(metadata: &Metadata) -> bool {
-    metadata.level() > log::Level::Info && metadata.target().starts_with("ureq")
+    const CHATTY: &[&str] = &["ureq", "tungstenite"];
+    metadata.level() > log::Level::Info
+        && CHATTY
+            .iter()
+            .any(|name| metadata.target().starts_with(name))
 }
 
 /// Applies `log_level` from `config.toml`, unless `--log-level` was given or the file has none.
@@ -133,6 +137,23 @@ fn install(logger: env_logger::Logger) {
 
 #[cfg(test)]
 mod tests {
+    use log::{Level, Metadata};
+
+    #[test]
+    fn libraries_that_log_secrets_are_cut_above_info() {
+        let meta = |target, level| Metadata::builder().target(target).level(level).build();
+        assert!(super::leaks_secrets(&meta(
+            "tungstenite::protocol",
+            Level::Trace
+        )));
+        assert!(super::leaks_secrets(&meta("ureq::unit", Level::Debug)));
+        assert!(!super::leaks_secrets(&meta("ureq::unit", Level::Warn)));
+        assert!(!super::leaks_secrets(&meta(
+            "alloy_runner::kube",
+            Level::Trace
+        )));
+    }
+
     #[test]
     fn timestamps_are_utc_calendar_dates() {
         assert_eq!(super::utc_timestamp(0), "1970-01-01T00:00:00Z");

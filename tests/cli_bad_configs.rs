@@ -185,6 +185,10 @@ bad_configs! {
     api_server_host_needs_a_scheme: "host-without-scheme.toml" => [
         "runners[0].kubernetes.host: invalid value \"127.0.0.1:6443\"",
     ];
+    api_server_host_must_be_https: "host-plain-http.toml" => [
+        "runners[0].kubernetes.host: invalid value \"http://127.0.0.1:6443\"",
+        "an https:// URL (the API server's credentials never travel in clear)",
+    ];
 }
 
 #[test]

@@ -255,6 +255,31 @@ fn a_wrong_registration_token_exits_1_with_a_clear_message() {
 }
 
 #[test]
+fn a_value_the_runner_would_reject_is_refused_before_registering() {
+    let setup = Setup::start(Dialect::GitLab);
+    let url = setup.sim.url().to_string();
+    let args = [
+        "register",
+        "--url",
+        &url,
+        "--registration-token",
+        REGISTRATION_TOKEN,
+    ];
+    let run = setup.run(
+        &[&args[..], &["--kubernetes-cpu-limit", "abc"]].concat(),
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.show());
+    assert!(
+        run.stderr.contains("runners[0].kubernetes.cpu_limit"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(setup.sim.requests(coordinator_sim::Endpoint::Register), 0);
+    assert!(!setup.config.exists(), "no config.toml is written");
+}
+
+#[test]
 fn a_bad_flag_exits_2_and_names_it() {
     let setup = Setup::start(Dialect::AlloyCi);
     let run = setup.run(&["register", "--bogus-flag"], &[]);

@@ -92,6 +92,7 @@ pub fn run_with_env(
         return Ok(());
     };
     let request = RegisterRequest::resolve(options, env)?;
+    check_before_registering(&globals.config_path, &request)?;
     let client = Client::new(&request.url).map_err(failed)?;
     let registered = client
         .register(
@@ -510,7 +511,23 @@ pub fn remove_runners(document: &mut DocumentMut, indexes: &[usize]) {
 }
 
 /// Appends `entry` as a new `[[runners]]` table and writes the file.
+/// Checks the file as it would be with the new entry (a stand-in token in place of the one the
+/// coordinator gives), so a value the runner would reject is refused before anything is
+/// registered.
+fn check_before_registering(path: &Path, request: &RegisterRequest) -> Result<(), CommandError> {
+    let preview =
+        with_runner(path, request.entry(&Secret::new("token-not-yet-known"))).map_err(failed)?;
+    crate::config::parse(&preview.to_string(), path)?;
+    Ok(())
+}
+
 fn append_runner(path: &Path, entry: Table) -> Result<(), ConfigFileError> {
+    let document = with_runner(path, entry)?;
+    write_document(path, &document)
+}
+
+/// The document at `path` (empty when missing) with `entry` appended to `[[runners]]`.
+fn with_runner(path: &Path, entry: Table) -> Result<DocumentMut, ConfigFileError> {
     let mut document = read_document(path)?;
     if document.get("concurrent").is_none() && document.get("runners").is_none() {
         document.insert("concurrent", value(1));
@@ -522,7 +539,7 @@ fn append_runner(path: &Path, entry: Table) -> Result<(), ConfigFileError> {
         return Err(not_a_runner_list(path));
     };
     runners.push(entry);
-    write_document(path, &document)
+    Ok(document)
 }
 
 /// Writes `document` to `path` atomically (a temporary file in the same folder, then a rename)

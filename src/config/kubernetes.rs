@@ -119,7 +119,7 @@ fn flag(section: &Section, name: &str) -> Result<bool, ConfigError> {
 fn host(section: &Section) -> Result<Option<String>, ConfigError> {
     let host = section.string("host")?;
     if let Some(host) = &host {
-        check(section, "host", host, rules::is_http_url, rules::HTTP_URL)?;
+        check(section, "host", host, rules::is_https_url, rules::HTTPS_URL)?;
     }
     Ok(host)
 }

@@ -99,7 +99,16 @@ pub fn split_environment(entry: &str) -> Option<(&str, &str)> {
     valid.then_some((name, value))
 }
 
-/// A coordinator or API server URL.
+/// What [`is_https_url`] accepts.
+pub const HTTPS_URL: &str = "an https:// URL (the API server's credentials never travel in clear)";
+
+/// An API server URL: https only.
+pub fn is_https_url(url: &str) -> bool {
+    url.strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// A coordinator URL.
 pub fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")
@@ -178,5 +187,7 @@ mod tests {
         assert!(is_http_url("http://alloy.example/ci"));
         assert!(!is_http_url("127.0.0.1:4892"));
         assert!(!is_http_url("https://"));
+        assert!(is_https_url("https://[::1]:6443"));
+        assert!(!is_https_url("http://127.0.0.1:6443"));
     }
 }

@@ -50,7 +50,7 @@ impl Default for RunnerInfo {
         RunnerInfo {
             name: "alloy-runner".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            revision: option_env!("ALLOY_RUNNER_REVISION")
+            revision: option_env!("ALLOY_RUNNER_GIT_REVISION")
                 .unwrap_or("unknown")
                 .to_string(),
             platform: std::env::consts::OS.to_string(),

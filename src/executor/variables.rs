@@ -65,7 +65,7 @@ fn runner_variables(job: &Job, layout: &PodLayout, concurrent_id: u32) -> Vec<Jo
         public("CI_RUNNER_VERSION", RUNNER_VERSION),
         public(
             "CI_RUNNER_REVISION",
-            option_env!("ALLOY_RUNNER_REVISION").unwrap_or("unknown"),
+            option_env!("ALLOY_RUNNER_GIT_REVISION").unwrap_or("unknown"),
         ),
         public(
             "CI_RUNNER_EXECUTABLE_ARCH",

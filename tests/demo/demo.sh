@@ -72,6 +72,14 @@ echo "==> registering a runner"
 echo "==> running the jobs (alloy-runner run-single --max-builds 4)"
 "$bin/alloy-runner" --config "$work/config.toml" run-single --max-builds 4 --wait-timeout 60
 
+# The coordinator simulator writes each job's record once its final state arrived; wait for
+# all four (run-single returns as soon as the fourth final update was accepted).
+expected=4
+for _ in $(seq 1 100); do
+    [ "$(ls "$work"/record/job-*.txt 2>/dev/null | wc -l)" -ge "$expected" ] && break
+    sleep 0.1
+done
+
 echo
 echo "==> the jobs as the coordinator received them"
 for summary in $(ls "$work"/record/job-*.txt | sort -V); do
@@ -84,6 +92,10 @@ for summary in $(ls "$work"/record/job-*.txt | sort -V); do
 done
 
 failed=$(grep -L "reported success" "$work"/record/job-*.txt || true)
+recorded=$(ls "$work"/record/job-*.txt 2>/dev/null | wc -l)
+if [ "$recorded" -ne "$expected" ]; then
+    failed="only $recorded of $expected jobs reached the coordinator"
+fi
 # Deleted pods get their grace period to stop; wait for them to be gone (asked with kubectl,
 # a real Kubernetes client, when it is installed).
 if command -v kubectl >/dev/null 2>&1; then
@@ -95,7 +107,7 @@ if command -v kubectl >/dev/null 2>&1; then
     echo "==> pods left in the cluster: ${left:-none}"
 fi
 if [ -n "$failed" ]; then
-    echo "demo: some jobs did not succeed" >&2
+    echo "demo: some jobs did not succeed: $failed" >&2
     exit 1
 fi
 echo "==> demo done: every job succeeded"

@@ -12,7 +12,33 @@ use std::process::ExitCode;
 
 use kube_sim::{Sim, SimOptions, TokenSpec};
 
+const USAGE: &str = "\
+usage: kube-sim   (no arguments; settings come from the environment)
+
+Serves a simulated Kubernetes API server and kubelet in the foreground until Ctrl-C or SIGTERM,
+which stops every pod it runs.
+
+  SIM_ADDR=IP:PORT      where to listen, a loopback address (default 127.0.0.1:0, 0 = any port)
+  SIM_KUBECONFIG=PATH   kubeconfig written for kubectl (default target/sim/kubeconfig)
+  SIM_NAMESPACE=NAME    namespace of that kubeconfig's context (default default)
+  SIM_TLS=1             serve HTTPS with the test CA (fixtures/kube-sim/tls/ca.crt) and accept
+                        the test client certificate
+  SIM_TOKEN=TOKEN       also accept this bearer token (implies SIM_TLS=1); alloy-runner needs
+                        HTTPS, so start the simulator with a token (or SIM_TLS=1) for it
+  SIM_NODE_LABELS=k=v,...  labels of the one node, matched against nodeSelector
+  SIM_V4_ONLY=1         exec offers only the v4 channel protocol (as older servers do)
+";
+
 fn main() -> ExitCode {
+    if std::env::args().len() > 1 {
+        let help = std::env::args().skip(1).all(|a| a == "--help" || a == "-h");
+        if help {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        eprint!("kube-sim: takes no arguments\n{USAGE}");
+        return ExitCode::from(2);
+    }
     // Block the stop signals in every thread so that only the wait below receives them.
     let signals = stop_signals();
     if let Err(e) = block(&signals) {
