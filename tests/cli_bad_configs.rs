@@ -185,9 +185,13 @@ bad_configs! {
     api_server_host_needs_a_scheme: "host-without-scheme.toml" => [
         "runners[0].kubernetes.host: invalid value \"127.0.0.1:6443\"",
     ];
+    api_server_host_never_carries_a_password: "host-with-password.toml" => [
+        "runners[0].kubernetes.host: invalid value \"https://***@127.0.0.1:6443\"",
+        "without user:password@",
+    ];
     api_server_host_must_be_https: "host-plain-http.toml" => [
         "runners[0].kubernetes.host: invalid value \"http://127.0.0.1:6443\"",
-        "an https:// URL (the API server's credentials never travel in clear)",
+        "an https:// URL without user:password@",
     ];
 }
 

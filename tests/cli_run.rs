@@ -44,3 +44,28 @@ fn run_without_runners_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_config_path_that_is_no_regular_file_or_too_large_is_refused() {
+    let runner = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_alloy-runner"))
+            .args(["--config", path, "list"])
+            .output()
+            .expect("runner runs")
+    };
+    let output = runner("/dev/zero");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file /dev/zero: not a regular file"),
+        "{stderr}"
+    );
+
+    let big = std::env::temp_dir().join(format!("alloy-big-config-{}.toml", std::process::id()));
+    std::fs::write(&big, vec![b'#'; 2 * 1024 * 1024]).expect("file written");
+    let output = runner(big.to_str().expect("utf-8 path"));
+    std::fs::remove_file(&big).ok();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("larger than 1024 KiB"), "{stderr}");
+}

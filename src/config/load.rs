@@ -1,5 +1,6 @@
 //! The top level of `config.toml` and its `[[runners]]` entries.
 
+use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,12 +34,34 @@ const DEFAULT_CHECK_INTERVAL_SECS: u32 = 3;
 const DEFAULT_OUTPUT_LIMIT_KB: u32 = 4096;
 const DEFAULT_BUILDS_DIR: &str = "/builds";
 
+/// Largest config file read (a real one is a few KiB).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Reads and checks the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(read_error(io::Error::other("not a regular file")));
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        let message = format!(
+            "larger than {} KiB; this is not a config file",
+            MAX_CONFIG_BYTES / 1024
+        );
+        return Err(read_error(io::Error::other(message)));
+    }
+    // The size is checked again while reading: the file may grow in between.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(read_error(io::Error::other("grew while it was read")));
+    }
     parse(&text, path)
 }
 
@@ -188,7 +211,7 @@ pub(super) fn check(
         return Ok(());
     }
     let problem = KeyError::Invalid {
-        value: value.to_string(),
+        value: rules::without_credentials(value),
         accepted: accepted.into(),
     };
     Err(section.error(name, problem))

@@ -100,20 +100,38 @@ pub fn split_environment(entry: &str) -> Option<(&str, &str)> {
 }
 
 /// What [`is_https_url`] accepts.
-pub const HTTPS_URL: &str = "an https:// URL (the API server's credentials never travel in clear)";
+pub const HTTPS_URL: &str = "an https:// URL without user:password@ (the API server's \
+                             credentials never travel in clear; use bearer_token or cert_file)";
 
-/// An API server URL: https only.
+/// An API server URL: https only, no credentials in it.
 pub fn is_https_url(url: &str) -> bool {
-    url.strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    url.strip_prefix("https://").is_some_and(usable_authority)
 }
 
-/// A coordinator URL.
+/// A coordinator URL, with no credentials in it.
 pub fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    rest.is_some_and(usable_authority)
+}
+
+/// What follows `scheme://`: a host to connect to, and no `user:password@`.
+fn usable_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !authority.is_empty() && !authority.contains('@')
+}
+
+/// `value` with any `user:password@` of a URL replaced by `***@`, for messages.
+pub fn without_credentials(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => value.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +206,20 @@ mod tests {
         assert!(!is_http_url("127.0.0.1:4892"));
         assert!(!is_http_url("https://"));
         assert!(is_https_url("https://[::1]:6443"));
+        assert!(!is_https_url("https://u:hunter2@127.0.0.1:6443"));
+        assert!(!is_http_url("http://u:p@ci.example/ci"));
+        assert_eq!(
+            without_credentials("https://u:hunter2@h:1/x"),
+            "https://***@h:1/x"
+        );
+        assert_eq!(without_credentials("https://h/a@b"), "https://h/a@b");
+        assert!(!is_https_url("https://u:hunter2@127.0.0.1:6443"));
+        assert!(!is_http_url("http://u:p@ci.example/ci"));
+        assert_eq!(
+            without_credentials("https://u:hunter2@h:1/x"),
+            "https://***@h:1/x"
+        );
+        assert_eq!(without_credentials("https://h/a@b"), "https://h/a@b");
         assert!(!is_https_url("http://127.0.0.1:6443"));
     }
 }
