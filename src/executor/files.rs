@@ -131,7 +131,13 @@ pub fn download_artifacts(ctx: &ScriptContext, url: &str) -> Result<Option<Strin
     }
     let tries = attempts(ctx.variables, "ARTIFACT_DOWNLOAD_ATTEMPTS")?;
     let mut s = head(ctx);
-    for dep in &job.dependencies {
+    for dep in job.dependencies.iter().filter(|dep| dep.artifacts_filename.is_none()) {
+        s.push_str(&format!(
+            "echo {}\n",
+            quote(&format!("{} (job {}) has no artifacts; nothing to download", dep.name, dep.id))
+        ));
+    }
+    for dep in job.dependencies.iter().filter(|dep| dep.artifacts_filename.is_some()) {
         let token_file = ctx.layout.script_path(&format!("tokens/job-{}", dep.id));
         let zip = ctx
             .layout
@@ -254,6 +260,37 @@ fn cache_file(cache_dir: &str, cache: &ResolvedCache) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dependency_without_artifacts_is_skipped_with_a_notice() {
+        use crate::coordinator::job::Dependency;
+        use crate::executor::layout::PodLayout;
+        use crate::secret::Secret;
+        let job = Job {
+            dependencies: vec![
+                Dependency { id: 7, name: "lint".into(), ..Default::default() },
+                Dependency {
+                    id: 8,
+                    name: "build".into(),
+                    token: Secret::new("dep-token"),
+                    artifacts_filename: Some("artifacts.zip".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let layout = PodLayout {
+            builds_dir: "/builds".into(),
+            project_dir: "/builds/a/b".into(),
+            scripts_dir: "/alloy-runner/scripts".into(),
+            helper_bin: "/alloy-runner/scripts/bin/alloy-runner".into(),
+        };
+        let ctx = ScriptContext { job: &job, variables: &[], layout: &layout };
+        let script = download_artifacts(&ctx, "https://ci.example").unwrap().unwrap();
+        assert!(script.contains("'lint (job 7) has no artifacts; nothing to download'"));
+        assert!(!script.contains("--job-id 7 "));
+        assert!(script.contains("--job-id 8 "));
+    }
 
     #[test]
     fn artifacts_apply_by_when_and_result() {
