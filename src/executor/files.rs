@@ -131,13 +131,24 @@ pub fn download_artifacts(ctx: &ScriptContext, url: &str) -> Result<Option<Strin
     }
     let tries = attempts(ctx.variables, "ARTIFACT_DOWNLOAD_ATTEMPTS")?;
     let mut s = head(ctx);
-    for dep in job.dependencies.iter().filter(|dep| dep.artifacts_filename.is_none()) {
+    for dep in job
+        .dependencies
+        .iter()
+        .filter(|dep| dep.artifacts_filename.is_none())
+    {
         s.push_str(&format!(
             "echo {}\n",
-            quote(&format!("{} (job {}) has no artifacts; nothing to download", dep.name, dep.id))
+            quote(&format!(
+                "{} (job {}) has no artifacts; nothing to download",
+                dep.name, dep.id
+            ))
         ));
     }
-    for dep in job.dependencies.iter().filter(|dep| dep.artifacts_filename.is_some()) {
+    for dep in job
+        .dependencies
+        .iter()
+        .filter(|dep| dep.artifacts_filename.is_some())
+    {
         let token_file = ctx.layout.script_path(&format!("tokens/job-{}", dep.id));
         let zip = ctx
             .layout
@@ -268,7 +279,11 @@ mod tests {
         use crate::secret::Secret;
         let job = Job {
             dependencies: vec![
-                Dependency { id: 7, name: "lint".into(), ..Default::default() },
+                Dependency {
+                    id: 7,
+                    name: "lint".into(),
+                    ..Default::default()
+                },
                 Dependency {
                     id: 8,
                     name: "build".into(),
@@ -285,8 +300,14 @@ mod tests {
             scripts_dir: "/alloy-runner/scripts".into(),
             helper_bin: "/alloy-runner/scripts/bin/alloy-runner".into(),
         };
-        let ctx = ScriptContext { job: &job, variables: &[], layout: &layout };
-        let script = download_artifacts(&ctx, "https://ci.example").unwrap().unwrap();
+        let ctx = ScriptContext {
+            job: &job,
+            variables: &[],
+            layout: &layout,
+        };
+        let script = download_artifacts(&ctx, "https://ci.example")
+            .unwrap()
+            .unwrap();
         assert!(script.contains("'lint (job 7) has no artifacts; nothing to download'"));
         assert!(!script.contains("--job-id 7 "));
         assert!(script.contains("--job-id 8 "));

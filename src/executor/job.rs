@@ -80,6 +80,12 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
         variables: &variables,
         concurrent_id: spec.concurrent_id,
     };
+    if let Err(message) = script::check_values(&variables) {
+        return finish(io.trace, failed(FailureKind::Script, None, message));
+    }
+    for notice in script::unexported(&variables) {
+        io.trace.warning(&notice);
+    }
     let plan = match plan_pod(&input) {
         Ok(plan) => plan,
         Err(err) => return finish(io.trace, failed(FailureKind::Script, None, err.to_string())),

@@ -170,6 +170,34 @@ pub fn after_step(ctx: &ScriptContext, commands: &[String], job_status: &str) ->
     s
 }
 
+/// Notices for the variables the scripts cannot export: names that are no shell variable
+/// names. (Values with a NUL byte are refused earlier, by [`check_values`].)
+pub fn unexported(vars: &[JobVariable]) -> Vec<String> {
+    deduplicated(vars)
+        .into_iter()
+        .filter(|v| !is_shell_name(&v.key))
+        .map(|v| {
+            format!(
+                "variable {:?} is not exported to the job's scripts: a shell variable name is \
+                 letters, digits and _, not starting with a digit",
+                v.key
+            )
+        })
+        .collect()
+}
+
+/// Refuses variables whose value holds a NUL byte: no environment and no shell can carry it,
+/// so the job could only fail later and less clearly.
+pub fn check_values(vars: &[JobVariable]) -> Result<(), String> {
+    match vars.iter().find(|v| v.value.contains('\0')) {
+        Some(v) => Err(format!(
+            "variable {:?} holds a NUL byte, which no environment or shell script can carry",
+            v.key
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Quotes `value` for sh: single quotes, with each `'` written as `'\''`. Any byte but NUL
 /// passes through unchanged.
 pub fn quote(value: &str) -> String {
@@ -283,15 +311,38 @@ fn git_checkout(ctx: &ScriptContext) -> Result<bool, ScriptError> {
     }
 }
 
+/// How much of a command the trace shows before it is shortened.
+const MAX_SHOWN_COMMAND: usize = 1000;
+
 fn echo_command(s: &mut String, command: &str) {
-    let shown = match command.split_once('\n') {
-        Some((first, _)) => format!("$ {first} # collapsed multi-line command"),
-        None => format!("$ {command}"),
+    let (first, multi_line) = match command.split_once('\n') {
+        Some((first, _)) => (first, true),
+        None => (command, false),
     };
+    let mut shown = format!("$ {}", shorten(first, MAX_SHOWN_COMMAND));
+    if multi_line {
+        shown.push_str(" # collapsed multi-line command");
+    }
     line(
         s,
         &format!("printf '\\033[32;1m%s\\033[0;m\\n' {}", quote(&shown)),
     );
+}
+
+/// `text` cut at `max` bytes (on a character boundary), saying how much was left out.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... ({} more bytes not shown)",
+        &text[..end],
+        text.len() - end
+    )
 }
 
 fn is_shell_name(key: &str) -> bool {
@@ -455,6 +506,34 @@ mod tests {
              '+refs/pull/*:refs/remotes/origin/pull/*'"
         ));
         assert!(script.contains("checkout -f -q '0123456789abcdef'"));
+    }
+
+    #[test]
+    fn long_commands_are_shown_shortened_but_run_whole() {
+        let long = format!("echo {}", "x".repeat(5000));
+        let job = job();
+        let layout = layout();
+        let ctx = ScriptContext {
+            job: &job,
+            variables: &[],
+            layout: &layout,
+        };
+        let script = user_step(&ctx, std::slice::from_ref(&long));
+        assert!(script.contains("(4005 more bytes not shown)"), "{script}");
+        assert!(script.contains(&format!("\n{long}\n")));
+    }
+
+    #[test]
+    fn nul_bytes_and_odd_names_are_reported() {
+        let vars = vec![var("A B", "1"), var("OK", "2")];
+        assert_eq!(unexported(&vars).len(), 1);
+        assert!(unexported(&vars)[0].starts_with("variable \"A B\" is not exported"));
+        let bad = vec![var("K", "a\0b")];
+        assert_eq!(
+            check_values(&bad).unwrap_err(),
+            "variable \"K\" holds a NUL byte, which no environment or shell script can carry"
+        );
+        assert_eq!(check_values(&vars), Ok(()));
     }
 
     #[test]

@@ -258,7 +258,7 @@ pub(super) fn container_env(variables: &[JobVariable], notices: &mut Vec<String>
         if !is_env_name(&variable.key) {
             notices.push(format!(
                 "variable {:?} is left out of the containers' environment: Kubernetes does \
-                 not accept that name (the job script still exports it)",
+                 not accept that name",
                 variable.key
             ));
             continue;
