@@ -55,7 +55,7 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 coordinator-sim: ## serve the coordinator simulator in the foreground (ARGS="--dialect gitlab --pipeline F --repo D")
-	$(CARGO) run -q -p coordinator-sim -- $(ARGS)
+	$(CARGO) run -p coordinator-sim -- $(ARGS)
 sim: ## serve the Kubernetes API simulator in the foreground (SIM_ADDR, SIM_KUBECONFIG, SIM_TLS, SIM_TOKEN)
 	$(CARGO) run -p kube-sim --bin kube-sim
 
