@@ -185,6 +185,18 @@ bad_configs! {
     api_server_host_needs_a_scheme: "host-without-scheme.toml" => [
         "runners[0].kubernetes.host: invalid value \"127.0.0.1:6443\"",
     ];
+    volume_over_the_builds_dir: "mount-over-builds-dir.toml" => [
+        "runners[0].kubernetes.volumes.host_path[0].mount_path: invalid value \"/builds\"",
+        "a path other than the builds folder /builds and the runner's /alloy-runner/scripts",
+    ];
+    mount_path_with_dot_dot: "mount-path-with-dot-dot.toml" => [
+        "runners[0].kubernetes.volumes.empty_dir[0].mount_path: invalid value \"/alloy-runner/scripts/../scripts\"",
+        "without empty, '.' or '..' segments",
+    ];
+    volume_named_like_the_runners_own: "volume-named-repo.toml" => [
+        "runners[0].kubernetes.volumes.pvc[0].name: invalid value \"repo\"",
+        "a name other than repo and scripts",
+    ];
     api_server_host_never_carries_a_password: "host-with-password.toml" => [
         "runners[0].kubernetes.host: invalid value \"https://***@127.0.0.1:6443\"",
         "without user:password@",

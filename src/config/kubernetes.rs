@@ -61,7 +61,10 @@ const DEFAULT_POLL_INTERVAL_SECS: u32 = 3;
 const DEFAULT_POLL_TIMEOUT_SECS: u32 = 180;
 
 /// Reads `[runners.kubernetes]` of one runner; a runner without it gets the defaults.
-pub(super) fn kubernetes(runner: &Section) -> Result<KubernetesConfig, ConfigError> {
+pub(super) fn kubernetes(
+    runner: &Section,
+    builds_dir: &str,
+) -> Result<KubernetesConfig, ConfigError> {
     let empty = Table::new();
     let section = match runner.table("kubernetes", KUBERNETES_KEYS)? {
         Some(section) => section,
@@ -108,7 +111,7 @@ pub(super) fn kubernetes(runner: &Section) -> Result<KubernetesConfig, ConfigErr
         poll_timeout,
         pod_labels: label_keyed(section, "pod_labels")?,
         pod_annotations: label_keyed(section, "pod_annotations")?,
-        volumes: volumes(section)?,
+        volumes: volumes(section, builds_dir)?,
     })
 }
 

@@ -154,6 +154,7 @@ fn runner(section: &Section) -> Result<RunnerConfig, ConfigError> {
         .u32("output_limit", 1)?
         .unwrap_or(DEFAULT_OUTPUT_LIMIT_KB);
 
+    let kubernetes = kubernetes(section, &builds_dir)?;
     Ok(RunnerConfig {
         name: section.string("name")?.unwrap_or_default(),
         url,
@@ -163,7 +164,7 @@ fn runner(section: &Section) -> Result<RunnerConfig, ConfigError> {
         environment: environment(section)?,
         builds_dir,
         cache_dir,
-        kubernetes: kubernetes(section)?,
+        kubernetes,
     })
 }
 

@@ -18,7 +18,8 @@ pub const LABEL_VALUE: &str = "empty, or at most 63 letters, digits, '-', '_' or
     and ending with a letter or digit";
 
 /// What [`is_absolute_path`] accepts.
-pub const ABSOLUTE_PATH: &str = "an absolute path starting with '/'";
+pub const ABSOLUTE_PATH: &str =
+    "an absolute path starting with '/', without empty, '.' or '..' segments";
 
 /// What [`is_relative_item_path`] accepts.
 pub const RELATIVE_PATH: &str = "a relative path without '..' elements";
@@ -77,7 +78,10 @@ fn is_qualified_name(name: &str) -> bool {
 
 /// A mount path or host path.
 pub fn is_absolute_path(path: &str) -> bool {
-    path.starts_with('/')
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    rest.is_empty() || rest.split('/').all(|part| !matches!(part, "" | "." | ".."))
 }
 
 /// A config map or secret item path: relative and never leaving the mount.
@@ -206,6 +210,9 @@ mod tests {
         assert!(!is_http_url("127.0.0.1:4892"));
         assert!(!is_http_url("https://"));
         assert!(is_https_url("https://[::1]:6443"));
+        assert!(is_absolute_path("/cache") && is_absolute_path("/"));
+        assert!(!is_absolute_path("/a/../b") && !is_absolute_path("/a//b"));
+        assert!(!is_absolute_path("/a/") && !is_absolute_path("a"));
         assert!(!is_https_url("https://u:hunter2@127.0.0.1:6443"));
         assert!(!is_http_url("http://u:p@ci.example/ci"));
         assert_eq!(

@@ -16,11 +16,14 @@ const EMPTY_DIR_KEYS: &[&str] = &["name", "mount_path", "medium"];
 const MEDIUMS: &[&str] = &["\"\" (node disk)", "Memory"];
 
 /// Reads the volumes of one `[runners.kubernetes]` section.
-pub(super) fn volumes(kubernetes: &Section) -> Result<Volumes, ConfigError> {
+pub(super) fn volumes(kubernetes: &Section, builds_dir: &str) -> Result<Volumes, ConfigError> {
     let Some(section) = kubernetes.table("volumes", KINDS)? else {
         return Ok(Volumes::default());
     };
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        builds_dir: builds_dir.to_string(),
+        ..Seen::default()
+    };
 
     let mut volumes = Volumes::default();
     for entry in section.tables("host_path", HOST_PATH_KEYS)? {
@@ -84,13 +87,17 @@ pub(super) fn volumes(kubernetes: &Section) -> Result<Volumes, ConfigError> {
     Ok(volumes)
 }
 
-// TODO: reject the names and mount paths of the volumes the executor adds to every pod (the
-// checkout and script volumes) once the executor fixes them; until then such a clash is only
-// caught by the API server when the pod is created.
+/// Names of the volumes the runner adds to every pod (the checkout and the stage scripts).
+const RESERVED_NAMES: &[&str] = &["repo", "scripts"];
+
+/// Where the runner mounts its scripts volume; nothing may be mounted there or below.
+const SCRIPTS_DIR: &str = crate::executor::layout::SCRIPTS_DIR;
 
 /// Names and mount paths met so far, with the key path that holds them.
 #[derive(Default)]
 struct Seen {
+    /// The runner's builds folder, where its own `repo` volume is mounted.
+    builds_dir: String,
     names: BTreeMap<String, (&'static str, String)>,
     mount_paths: BTreeMap<String, String>,
 }
@@ -113,6 +120,8 @@ impl Seen {
             rules::is_absolute_path,
             rules::ABSOLUTE_PATH,
         )?;
+
+        self.not_reserved(entry, &name, &mount_path)?;
 
         // Only pvc volumes may share a name: two mounts of one claim are one pod volume.
         if let Some((other_kind, other_key)) = self.names.get(&name) {
@@ -137,6 +146,33 @@ impl Seen {
         self.mount_paths
             .insert(mount_path.clone(), entry.key("mount_path"));
         Ok((name, mount_path))
+    }
+}
+
+impl Seen {
+    /// Refuses the runner's own volume names and mount points: the pod could not be created
+    /// (or, for a path below the scripts volume, would never start).
+    fn not_reserved(&self, entry: &Section, name: &str, path: &str) -> Result<(), ConfigError> {
+        if RESERVED_NAMES.contains(&name) {
+            let problem = KeyError::Invalid {
+                value: name.to_string(),
+                accepted: "a name other than repo and scripts (the runner's own volumes)".into(),
+            };
+            return Err(entry.error("name", problem));
+        }
+        let under_scripts = path == SCRIPTS_DIR || path.starts_with(&format!("{SCRIPTS_DIR}/"));
+        if path == self.builds_dir || under_scripts {
+            let accepted = format!(
+                "a path other than the builds folder {} and the runner's {SCRIPTS_DIR}",
+                self.builds_dir
+            );
+            let problem = KeyError::Invalid {
+                value: path.to_string(),
+                accepted,
+            };
+            return Err(entry.error("mount_path", problem));
+        }
+        Ok(())
     }
 }
 
