@@ -22,6 +22,9 @@ use crate::kube::{Client as Kube, KubeError};
 use crate::secret::Secret;
 use crate::trace::{Spool, TraceWriter};
 
+/// How long a runner that is shutting down keeps trying to report a job's final state.
+const SHUTDOWN_REPORT_DEADLINE: Duration = Duration::from_secs(30);
+
 /// A failure that stops a runner entry from taking jobs.
 #[derive(Debug)]
 pub enum ServiceError {
@@ -151,7 +154,11 @@ impl Runner {
         );
         trace.flush_pending();
         log::info!("job {}: {}", job.id, describe(&outcome));
-        if let Err(err) = sender.finish(result_of(&outcome)) {
+        // A runner shutting down still reports the job, but does not wait minutes for it.
+        let deadline = shutdown
+            .load(Ordering::SeqCst)
+            .then_some(SHUTDOWN_REPORT_DEADLINE);
+        if let Err(err) = sender.finish_within(result_of(&outcome), deadline) {
             log::error!(
                 "job {}: the coordinator did not take the final state: {err}",
                 job.id

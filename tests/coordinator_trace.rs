@@ -345,6 +345,24 @@ fn the_sender_gives_up_after_the_deadline_naming_the_job() {
 }
 
 #[test]
+fn a_shorter_deadline_at_finish_wins_over_the_configured_one() {
+    let server = Server::start(|request| match request.method.as_str() {
+        "PATCH" => Reply::new(202),
+        _ => Reply::new(500),
+    });
+    // Configured for an hour: only the deadline given at finish can end this test.
+    let options = TraceOptions {
+        final_update_deadline: Duration::from_secs(3600),
+        ..fast_options()
+    };
+    let sender = start(&server, Arc::new(Mutex::new(b"x".to_vec())), options);
+    let error = sender
+        .finish_within(JobResult::success(), Some(Duration::from_millis(300)))
+        .expect_err("never acknowledged");
+    assert!(matches!(error, CoordinatorError::GaveUp { job: 77, .. }));
+}
+
+#[test]
 fn a_vec_source_is_a_trace_source() {
     let source: Arc<dyn TraceSource> = Arc::new(Mutex::new(b"abc".to_vec()));
     assert_eq!(source.len(), 3);

@@ -243,7 +243,17 @@ impl TraceSender {
 
     /// Sends what is left of the log, then the final update carrying the whole trace; keeps
     /// trying until the coordinator acknowledges or the final-update deadline passes.
-    pub fn finish(mut self, result: JobResult) -> Result<(), CoordinatorError> {
+    pub fn finish(self, result: JobResult) -> Result<(), CoordinatorError> {
+        self.finish_within(result, None)
+    }
+
+    /// [`TraceSender::finish`], giving up on the final update after `deadline` when it is
+    /// shorter than the configured one (a runner shutting down does not wait minutes).
+    pub fn finish_within(
+        mut self,
+        result: JobResult,
+        deadline: Option<Duration>,
+    ) -> Result<(), CoordinatorError> {
         self.shared.request_stop();
         let joined = self.thread.take().map(JoinHandle::join);
         let spare = self
@@ -260,6 +270,11 @@ impl TraceSender {
                 spare
             }
         };
+        let mut patcher = patcher;
+        if let Some(deadline) = deadline {
+            let current = patcher.options.final_update_deadline;
+            patcher.options.final_update_deadline = current.min(deadline);
+        }
         patcher.finish(result)
     }
 }
