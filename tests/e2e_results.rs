@@ -360,3 +360,40 @@ fn exec_refused_once_with_a_server_error_is_tried_again() {
     assert!(log.contains("\nran\n"), "{log}");
     assert_eq!(world.pods_left(), Vec::<String>::new());
 }
+
+#[test]
+fn registry_secret_is_owned_by_the_pod_and_deleted_after_the_job() {
+    let world = World::start(Dialect::GitLab, "", "");
+    let pipeline = r#"{"registry": {"stage": "test", "image": "registry.local/team/app:1",
+        "script": ["echo ran"]}}"#;
+    let mut payload = world.payload(pipeline, "registry", &[]);
+    payload["credentials"] = serde_json::json!([{"type": "registry", "url": "registry.local",
+        "username": "ci-user", "password": "ci-password"}]);
+    let id = world.enqueue(payload);
+    let output = world.run_single(1);
+    let record = world.finished(id);
+    let log = format!("{}\n{}", log_of(&record), show(&output));
+    assert_eq!(record.reported_state.as_deref(), Some("success"), "{log}");
+
+    let requests = world.kube.requests();
+    let patch = requests
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.contains("/secrets/"))
+        .expect("the secret got an owner");
+    assert_eq!(patch.code, 200);
+    let body: serde_json::Value = serde_json::from_slice(&patch.body).expect("json patch");
+    let owner = &body["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Pod");
+    let owner_name = owner["name"].as_str().unwrap_or_default();
+    assert!(owner_name.starts_with("runner-e2e-project-"), "{owner}");
+    assert!(
+        owner["uid"].as_str().is_some_and(|uid| !uid.is_empty()),
+        "{owner}"
+    );
+    let deletes = requests
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.contains("/secrets/") && r.code == 200)
+        .count();
+    assert_eq!(deletes, 1, "cleanup still deletes the secret");
+    assert_eq!(world.pods_left(), Vec::<String>::new());
+}

@@ -10,7 +10,7 @@ use crate::config::RunnerConfig;
 use crate::coordinator::job::{Job, When};
 use crate::executor::cleanup::{cleanup, Created};
 use crate::executor::layout::PodLayout;
-use crate::executor::manifest::{plan_pod, use_created_secret, PodInput, PodPlan};
+use crate::executor::manifest::{owner_reference, plan_pod, use_created_secret, PodInput, PodPlan};
 use crate::executor::script::{self, ScriptContext};
 use crate::executor::sources::{self, Sources, SourcesError};
 use crate::executor::stage::{run_stage, PodTarget, Stage, StageError};
@@ -173,9 +173,22 @@ impl PodRun<'_> {
             return Err("the API answered the pod create without a pod name".to_string());
         }
         created.pod = Some(name.clone());
-        // TODO: give the secrets an ownerReference to the pod (a PATCH the client lacks) so the
-        // cluster removes them even if this process dies before cleanup deletes them.
+        self.own_secrets(ns, &answer, &created.secrets);
         Ok(name)
+    }
+
+    /// Makes the pod the owner of the job's secrets, so the cluster removes them with it even
+    /// if this process dies before cleanup; cleanup still deletes them, so a failure here is
+    /// only a warning.
+    fn own_secrets(&self, ns: &str, pod: &Value, secrets: &[String]) {
+        let Some(owner) = owner_reference(pod) else {
+            return;
+        };
+        for secret in secrets {
+            if let Err(err) = self.client.set_secret_owner(ns, secret, &owner) {
+                log::warn!("cannot make pod the owner of secret {ns}/{secret}: {err}");
+            }
+        }
     }
 
     fn wait_and_run(&self, ns: &str, pod: &str, supervisor: &Supervisor) -> JobOutcome {

@@ -217,6 +217,20 @@ impl Client {
         )
     }
 
+    /// Makes the Secret `name` owned by `owner` (an ownerReference, e.g. to the job's pod), so
+    /// the cluster deletes it with its owner even if the runner never gets to.
+    pub fn set_secret_owner(&self, ns: &str, name: &str, owner: &Value) -> Result<(), KubeError> {
+        let patch = serde_json::json!({ "metadata": { "ownerReferences": [owner] } });
+        let req = Req {
+            method: "PATCH",
+            path: format!("/api/v1/namespaces/{}/secrets/{}", encode(ns), encode(name)),
+            query: vec![],
+            body: Some(&patch),
+            action: format!("set the owner of secret {name} in namespace {ns}"),
+        };
+        self.inner.transport.call(&req).map(|_| ())
+    }
+
     /// Lists the events about a pod.
     pub fn list_events(&self, ns: &str, pod_name: &str) -> Result<Vec<Value>, KubeError> {
         let path = format!("/api/v1/namespaces/{}/events", encode(ns));

@@ -320,9 +320,13 @@ impl Transport {
             request = request.set("Authorization", &format!("Bearer {}", token.expose()));
         }
         log::trace!("{} {url}", req.method);
-        let result = match req.body {
-            Some(body) => request.send_json(body),
-            None => request.call(),
+        let result = match (req.method, req.body) {
+            // A JSON merge patch (RFC 7386): only the fields in the body change.
+            ("PATCH", Some(body)) => request
+                .set("Content-Type", "application/merge-patch+json")
+                .send_string(&body.to_string()),
+            (_, Some(body)) => request.send_json(body),
+            (_, None) => request.call(),
         };
         result.map_err(|e| self.classify(e, &url))
     }

@@ -238,14 +238,17 @@ fn object(
     namespace: &str,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let verb = match request.method.as_str() {
-        "GET" => "get",
-        "DELETE" => "delete",
+    let verb = match (request.method.as_str(), resource) {
+        ("GET", _) => "get",
+        ("DELETE", _) => "delete",
+        // Merge patches are served for the objects the runner owns next to its pods.
+        ("PATCH", "secrets" | "configmaps") => "patch",
         _ => return Err(ApiError::method_not_allowed()),
     };
     who.authorize(verb, resource, Some(name), Some(namespace))?;
     with_faults(ctx, verb, || match (verb, resource) {
         ("get", _) => objects::get(ctx, request, resource, namespace, name),
+        ("patch", _) => objects::merge_patch(ctx, request, resource, namespace, name),
         ("delete", "pods") => pods::delete(ctx, request, namespace, name),
         _ => objects::delete(ctx, resource, namespace, name),
     })

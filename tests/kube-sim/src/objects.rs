@@ -293,6 +293,59 @@ pub fn delete(ctx: &Ctx, resource: &str, ns: &str, name: &str) -> Result<Respons
     ))
 }
 
+/// `PATCH` with `application/merge-patch+json` (RFC 7386); other patch types get 415.
+pub fn merge_patch(
+    ctx: &Ctx,
+    request: &Request,
+    resource: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let content_type = request.header("content-type").unwrap_or_default();
+    if !content_type.starts_with("application/merge-patch+json") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types \
+                     include: application/merge-patch+json (got {content_type:?})"
+            ),
+            None,
+        ));
+    }
+    let patch: Value = serde_json::from_slice(&request.body)
+        .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(
+            "the patch is not a JSON object".into(),
+        ));
+    }
+    let object = ctx
+        .store
+        .update(resource, ns, name, |object| merge(object, &patch))
+        .map_err(|_| ApiError::not_found(resource, name))?;
+    Ok(Response::json(200, &object))
+}
+
+/// Applies a JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    let (Some(target_map), Some(patch_map)) = (target.as_object_mut(), patch.as_object()) else {
+        *target = patch.clone();
+        return;
+    };
+    for (key, value) in patch_map {
+        match value {
+            Value::Null => {
+                target_map.remove(key);
+            }
+            Value::Object(_) => merge(target_map.entry(key.clone()).or_insert(Value::Null), value),
+            other => {
+                target_map.insert(key.clone(), other.clone());
+            }
+        }
+    }
+}
+
 /// Stores an Event about a pod (from the scheduler or the kubelet).
 pub fn record_event(
     store: &Store,
@@ -366,6 +419,24 @@ mod tests {
         assert_eq!(
             check_object("configmaps", &mut cm)[0].field,
             "data[bad key]"
+        );
+    }
+}
+
+#[cfg(test)]
+mod merge_patch_tests {
+    use serde_json::json;
+
+    #[test]
+    fn objects_merge_nulls_remove_and_the_rest_replaces() {
+        let mut object =
+            json!({"metadata": {"name": "s", "labels": {"a": "1", "b": "2"}}, "data": {}});
+        let patch = json!({"metadata": {"labels": {"a": null, "c": "3"}, "ownerReferences": [{"kind": "Pod"}]}});
+        super::merge(&mut object, &patch);
+        assert_eq!(
+            object,
+            json!({"metadata": {"name": "s", "labels": {"b": "2", "c": "3"},
+                "ownerReferences": [{"kind": "Pod"}]}, "data": {}})
         );
     }
 }

@@ -20,7 +20,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &str, message: String, details: Option<Value>) -> Self {
+    pub(crate) fn new(code: u16, reason: &str, message: String, details: Option<Value>) -> Self {
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
