@@ -90,9 +90,24 @@ impl From<ArchiveError> for HelperError {
     }
 }
 
+const USAGE: &str = "\
+Usage: alloy-runner helper VERB [OPTIONS]
+
+Verbs the runner runs inside a job's helper container:
+  archive --base DIR --path P... [--untracked] --out ZIP
+  extract --archive ZIP --dest DIR [--max-entry-bytes N] [--max-total-bytes N] [--max-entries N]
+  cache-key KEY
+  upload-artifacts --url URL --job-id ID --token-file F --file ZIP [--name N] [--expire-in E]
+  download-artifacts --url URL --job-id ID --token-file F --out ZIP
+";
+
 /// Runs the helper verb that follows `helper` on the command line.
 pub fn run(args: &mut lexopt::Parser) -> Result<(), HelperError> {
     let verb = match args.next()? {
+        Some(Short('h') | Long("help")) => {
+            print!("{USAGE}");
+            return Ok(());
+        }
         Some(Value(verb)) => verb.string()?,
         Some(other) => return Err(other.unexpected().into()),
         None => return Err(HelperError::MissingVerb),
