@@ -83,8 +83,11 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
     if let Err(message) = script::check_values(&variables) {
         return finish(io.trace, failed(FailureKind::Script, None, message));
     }
-    for notice in script::unexported(&variables) {
-        io.trace.warning(&notice);
+    for notice in script::unexported(&variables)
+        .iter()
+        .chain(&script::short_masks(&variables))
+    {
+        io.trace.warning(notice);
     }
     let plan = match plan_pod(&input) {
         Ok(plan) => plan,

@@ -186,6 +186,25 @@ pub fn unexported(vars: &[JobVariable]) -> Vec<String> {
         .collect()
 }
 
+/// Values shorter than this are still masked, with a warning: every occurrence of a short
+/// value in the log is replaced, the runner's own lines included.
+pub const SHORT_MASK: usize = 8;
+
+/// Warnings for masked variables whose values are short enough to blot out ordinary text.
+pub fn short_masks(vars: &[JobVariable]) -> Vec<String> {
+    deduplicated(vars)
+        .into_iter()
+        .filter(|v| v.masked && !v.value.is_empty() && v.value.chars().count() < SHORT_MASK)
+        .map(|v| {
+            format!(
+                "variable {:?} is masked but shorter than {SHORT_MASK} characters: every \
+                 occurrence of its value in this log is masked",
+                v.key
+            )
+        })
+        .collect()
+}
+
 /// Refuses variables whose value holds a NUL byte: no environment and no shell can carry it,
 /// so the job could only fail later and less clearly.
 pub fn check_values(vars: &[JobVariable]) -> Result<(), String> {
@@ -534,6 +553,24 @@ mod tests {
             "variable \"K\" holds a NUL byte, which no environment or shell script can carry"
         );
         assert_eq!(check_values(&vars), Ok(()));
+    }
+
+    #[test]
+    fn short_masked_values_are_announced_by_name_only() {
+        let vars = vec![
+            JobVariable {
+                masked: true,
+                ..var("TINY", "e")
+            },
+            JobVariable {
+                masked: true,
+                ..var("LONG", "long-enough-secret")
+            },
+        ];
+        let warnings = short_masks(&vars);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("variable \"TINY\" is masked but shorter than 8"));
+        assert!(!warnings[0].contains("\"e\""));
     }
 
     #[test]
