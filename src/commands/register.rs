@@ -339,8 +339,16 @@ fn apply_kubernetes(
             "the template's kubernetes is not a table".into(),
         ));
     };
+    // New keys take the indentation of the keys already there (a template's, say).
+    let indent = section
+        .iter()
+        .find_map(|(key, _)| section.key(key)?.leaf_decor().prefix()?.as_str().map(String::from))
+        .filter(|prefix| prefix.chars().all(|c| c == ' ' || c == '\t'));
     for (key, item) in values {
         section.insert(key, item);
+        if let (Some(indent), Some(mut key)) = (&indent, section.key_mut(key)) {
+            key.leaf_decor_mut().set_prefix(indent.as_str());
+        }
     }
     Ok(())
 }
@@ -558,7 +566,11 @@ pub fn write_document(path: &Path, document: &DocumentMut) -> Result<(), ConfigF
         .file_name()
         .map_or("config.toml".into(), |n| n.to_string_lossy());
     let temp = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = write_private(&temp, document.to_string().as_bytes())
+    let mut text = document.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let result = write_private(&temp, text.as_bytes())
         .and_then(|()| fs::rename(&temp, path));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
