@@ -342,7 +342,14 @@ fn apply_kubernetes(
     // New keys take the indentation of the keys already there (a template's, say).
     let indent = section
         .iter()
-        .find_map(|(key, _)| section.key(key)?.leaf_decor().prefix()?.as_str().map(String::from))
+        .find_map(|(key, _)| {
+            section
+                .key(key)?
+                .leaf_decor()
+                .prefix()?
+                .as_str()
+                .map(String::from)
+        })
         .filter(|prefix| prefix.chars().all(|c| c == ' ' || c == '\t'));
     for (key, item) in values {
         section.insert(key, item);
@@ -570,8 +577,7 @@ pub fn write_document(path: &Path, document: &DocumentMut) -> Result<(), ConfigF
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    let result = write_private(&temp, text.as_bytes())
-        .and_then(|()| fs::rename(&temp, path));
+    let result = write_private(&temp, text.as_bytes()).and_then(|()| fs::rename(&temp, path));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
