@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::config::RunnerConfig;
-use crate::coordinator::job::{Job, When};
+use crate::coordinator::job::{Job, JobVariable, When};
 use crate::executor::cleanup::{cleanup, Created};
 use crate::executor::layout::PodLayout;
 use crate::executor::manifest::{owner_reference, plan_pod, use_created_secret, PodInput, PodPlan};
@@ -69,33 +69,18 @@ pub struct JobIo<'a> {
 
 /// Runs the job and always cleans up its pod.
 pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(spec.job.timeout_secs.max(1));
+    let deadline = Instant::now() + Duration::from_secs(spec.job.timeout_secs.max(1));
     header(spec, io.trace);
+
+    // Everything the pod needs is decided before anything is created.
     let layout = PodLayout::for_job(spec.runner, spec.job);
     let variables = job_variables(spec.runner, spec.job, &layout, spec.concurrent_id);
-    let input = PodInput {
-        runner: spec.runner,
-        job: spec.job,
-        variables: &variables,
-        concurrent_id: spec.concurrent_id,
-    };
-    if let Err(message) = script::check_values(&variables) {
-        return finish(io.trace, failed(FailureKind::Script, None, message));
-    }
-    for notice in script::unexported(&variables)
-        .iter()
-        .chain(&script::short_masks(&variables))
-    {
-        io.trace.warning(notice);
-    }
-    let plan = match plan_pod(&input) {
+    let plan = match plan(spec, io.trace, &variables) {
         Ok(plan) => plan,
-        Err(err) => return finish(io.trace, failed(FailureKind::Script, None, err.to_string())),
+        Err(outcome) => return finish(io.trace, outcome),
     };
-    for notice in &plan.notices {
-        io.trace.say(notice);
-    }
+
+    // A job may bring its own API token (KUBERNETES_BEARER_TOKEN, when allowed).
     let client = match &plan.bearer_token {
         Some(token) => spec.client.with_bearer_token(token.clone()),
         None => spec.client.clone(),
@@ -112,15 +97,42 @@ pub fn run_job(spec: &JobSpec, io: &JobIo) -> JobOutcome {
         variables: &variables,
     };
     let outcome = run.create_and_run(plan, &mut created, deadline);
-    let report = cleanup(
-        &client,
-        &created,
-        spec.runner.kubernetes.termination_grace_period_seconds,
-    );
-    for failure in &report.failures {
+
+    // Cleanup runs whatever happened, on its own deadline.
+    let grace = spec.runner.kubernetes.termination_grace_period_seconds;
+    for failure in &cleanup(&client, &created, grace).failures {
         io.trace.warning(failure);
     }
     finish(io.trace, outcome)
+}
+
+/// Checks the variables and plans the pod; what the job did wrong fails it as a script
+/// failure before anything exists in the cluster.
+fn plan(
+    spec: &JobSpec,
+    trace: &TraceWriter,
+    variables: &[JobVariable],
+) -> Result<PodPlan, JobOutcome> {
+    script::check_values(variables)
+        .map_err(|message| failed(FailureKind::Script, None, message))?;
+    for notice in script::unexported(variables)
+        .iter()
+        .chain(&script::short_masks(variables))
+    {
+        trace.warning(notice);
+    }
+    let input = PodInput {
+        runner: spec.runner,
+        job: spec.job,
+        variables,
+        concurrent_id: spec.concurrent_id,
+    };
+    let plan =
+        plan_pod(&input).map_err(|err| failed(FailureKind::Script, None, err.to_string()))?;
+    for notice in &plan.notices {
+        trace.say(notice);
+    }
+    Ok(plan)
 }
 
 /// One job's run inside its pod; the file stages live in [`super::file_stages`].
@@ -129,7 +141,7 @@ pub(super) struct PodRun<'a> {
     pub(super) io: &'a JobIo<'a>,
     pub(super) client: &'a Client,
     pub(super) layout: &'a PodLayout,
-    pub(super) variables: &'a [crate::coordinator::job::JobVariable],
+    pub(super) variables: &'a [JobVariable],
 }
 
 impl PodRun<'_> {
