@@ -4,7 +4,7 @@
 mod e2e_support;
 
 use coordinator_sim::{Dialect, Options};
-use e2e_support::{log_of, show, Setup, World};
+use e2e_support::{assert_failed, log_of, show, Setup, World};
 
 const SLOW: &str = r#"{"slow": {"stage": "test", "image": "sim/slow-start:30",
     "script": ["echo not-reached"]}}"#;
@@ -49,12 +49,7 @@ fn sigterm_while_the_pod_starts_deletes_it_and_exits() {
     let output = runner.wait();
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("runner_system_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "runner_system_failure", &log);
     assert!(
         log.contains("ERROR: Job failed: the runner is shutting down"),
         "{log}"

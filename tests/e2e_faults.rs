@@ -4,7 +4,7 @@
 mod e2e_support;
 
 use coordinator_sim::{Dialect, Endpoint};
-use e2e_support::{log_of, show, World};
+use e2e_support::{assert_failed, log_of, show, World};
 use kube_sim::{Failure, WatchMode};
 
 const PIPELINE: &str = r#"{"job": {"stage": "test", "script": ["echo job-ran", "exit 5"]}}"#;
@@ -29,12 +29,7 @@ fn pod_creates(world: &World) -> usize {
 }
 
 fn assert_true_result(record: &coordinator_sim::JobRecord, log: &str) {
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("script_failure"),
-        "{log}"
-    );
+    assert_failed(record, "script_failure", log);
     assert_eq!(record.exit_code, Some(5), "{log}");
     assert!(log.contains("job-ran\n"), "{log}");
 }

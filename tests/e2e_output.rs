@@ -4,7 +4,7 @@
 mod e2e_support;
 
 use coordinator_sim::Dialect;
-use e2e_support::{log_of, show, Var, World};
+use e2e_support::{assert_failed, log_of, show, Var, World};
 
 /// Runs one queued payload job and returns its record and the log with the runner's output.
 fn run_payload(world: &World, payload: serde_json::Value) -> (coordinator_sim::JobRecord, String) {
@@ -99,12 +99,7 @@ fn output_limit_appends_the_notice_and_the_job_reaches_its_result() {
     let pipeline = r#"{"limit": {"stage": "test", "script": [
         "seq 1 5000", "echo after-the-limit", "exit 3"]}}"#;
     let (record, log) = run_payload(&world, world.payload(pipeline, "limit", &[]));
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("script_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "script_failure", &log);
     assert_eq!(record.exit_code, Some(3), "{log}");
     let trace = log_of(&record);
     assert!(

@@ -6,7 +6,7 @@ mod e2e_support;
 use std::collections::BTreeMap;
 
 use coordinator_sim::Dialect;
-use e2e_support::{log_of, show, TempDir, World, NAMESPACE};
+use e2e_support::{assert_failed, log_of, show, TempDir, World, NAMESPACE};
 use kube_sim::SimOptions;
 use serde_json::{json, Value};
 
@@ -223,12 +223,7 @@ fn namespace_overwrite_outside_the_rule_is_rejected_before_any_pod() {
     let output = world.run_single(1);
     let record = world.finished(run.job_id("moved").expect("job queued"));
     let log = format!("{}\n{}", log_of(&record), show(&output));
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("script_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "script_failure", &log);
     assert!(
         log.contains(
             "ERROR: Job failed: overwrite refused: KUBERNETES_NAMESPACE_OVERWRITE: provided value \"production\" \

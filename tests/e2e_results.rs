@@ -4,7 +4,7 @@
 mod e2e_support;
 
 use coordinator_sim::{CancelMode, Dialect, Options};
-use e2e_support::{log_of, show, Setup, World, NAMESPACE};
+use e2e_support::{assert_failed, log_of, show, Setup, World, NAMESPACE};
 use kube_sim::Rule;
 
 /// Runs the one job `name` of `pipeline` with run-single and returns its record and log.
@@ -24,12 +24,7 @@ fn script_exit_code_is_reported_as_a_script_failure() {
     let pipeline = r#"{"three": {"stage": "test",
         "script": ["echo before-exit", "exit 3", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "three");
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("script_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "script_failure", &log);
     assert_eq!(record.exit_code, Some(3), "{log}");
     assert!(log.contains("before-exit\n"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
@@ -43,12 +38,7 @@ fn first_failing_command_stops_the_script() {
     let pipeline = r#"{"stop": {"stage": "test",
         "script": ["echo first", "false", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "stop");
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("script_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "script_failure", &log);
     assert_eq!(record.exit_code, Some(1), "{log}");
     assert!(log.contains("first\n"), "{log}");
     assert!(!log.contains("not-reached\n"), "{log}");
@@ -90,12 +80,7 @@ fn lost_exec_status_is_a_system_failure_never_success() {
     let pipeline = r#"{"lost": {"stage": "test",
         "script": ["head -c 1000000 /dev/zero | tr '\\0' 'x'", "echo", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "lost");
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("runner_system_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "runner_system_failure", &log);
     assert_eq!(record.exit_code, None, "{log}");
     assert!(
         log.contains("stage step_script ended without an exit status"),
@@ -116,12 +101,7 @@ fn job_timeout_stops_the_script_and_deletes_the_pod() {
     let pipeline = r#"{"slow": {"stage": "test",
         "script": ["echo script-started", "sleep 60", "echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "slow");
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("job_execution_timeout"),
-        "{log}"
-    );
+    assert_failed(&record, "job_execution_timeout", &log);
     assert!(
         log.contains("ERROR: Job failed: execution took longer than 3s"),
         "{log}"
@@ -178,12 +158,7 @@ fn sigterm_to_run_fails_the_job_deletes_the_pod_and_exits() {
     let output = runner.wait();
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("runner_system_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "runner_system_failure", &log);
     assert!(
         log.contains("ERROR: Job failed: the runner is shutting down"),
         "{log}"
@@ -213,12 +188,7 @@ fn refused_pod_create_reports_the_api_message_and_leaves_nothing() {
     });
     let pipeline = r#"{"refused": {"stage": "test", "script": ["echo not-reached"]}}"#;
     let (record, log) = run(&world, pipeline, "refused");
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("runner_system_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "runner_system_failure", &log);
     assert!(
         log.contains(
             "ERROR: Job failed: creating the pod: create pod runner-e2e-project-1-concurrent-0- \

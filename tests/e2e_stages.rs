@@ -4,7 +4,7 @@
 mod e2e_support;
 
 use coordinator_sim::Dialect;
-use e2e_support::{log_of, show, Var, World};
+use e2e_support::{assert_failed, log_of, show, Var, World};
 
 /// A repository with two commits, the second one changing hello.txt.
 fn two_commit_repo(world: &World) -> std::path::PathBuf {
@@ -111,12 +111,7 @@ fn get_sources_is_tried_as_many_times_as_asked() {
     let output = world.run_single(1);
     let record = world.finished(id);
     let log = format!("{}\n{}", log_of(&record), show(&output));
-    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
-    assert_eq!(
-        record.failure_reason.as_deref(),
-        Some("script_failure"),
-        "{log}"
-    );
+    assert_failed(&record, "script_failure", &log);
     assert!(
         log.contains("Retrying getting sources (attempt 2 of 3)..."),
         "{log}"

@@ -91,26 +91,32 @@ impl Client {
         upload: &ArtifactsUpload<'_>,
     ) -> Result<(), CoordinatorError> {
         let url = self.endpoint(&format!("jobs/{job_id}/artifacts"));
-        let attempts = self.options.upload_attempts.max(1);
-        let mut last = None;
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                thread::sleep(self.options.artifacts_retry_wait);
-            }
-            match self.upload_once(&url, job_token, path, upload) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_transient() => {
-                    log::warn!("artifacts upload try {attempt}/{attempts} failed: {e}");
-                    last = Some(e);
+        let attempts = self.options.upload_attempts;
+        self.retry_transient("upload", attempts, || {
+            self.upload_once(&url, job_token, path, upload)
+        })
+    }
+
+    /// Runs `op` up to `attempts` times (at least once), pausing between tries, while it
+    /// fails in a way a retry may cure; returns the last failure otherwise.
+    fn retry_transient<T>(
+        &self,
+        what: &str,
+        attempts: u32,
+        mut op: impl FnMut() -> Result<T, CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
+        let attempts = attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            match op() {
+                Err(e) if e.is_transient() && attempt < attempts => {
+                    log::warn!("artifacts {what} try {attempt}/{attempts} failed: {e}");
+                    thread::sleep(self.options.artifacts_retry_wait);
+                    attempt += 1;
                 }
-                Err(e) => return Err(e),
+                result => return result,
             }
         }
-        Err(last.unwrap_or(CoordinatorError::Status {
-            url,
-            status: 0,
-            retry_after: None,
-        }))
     }
 
     fn upload_once(
@@ -169,26 +175,9 @@ impl Client {
         attempts: u32,
     ) -> Result<u64, CoordinatorError> {
         let url = self.endpoint(&format!("jobs/{dependency_id}/artifacts"));
-        let attempts = attempts.max(1);
-        let mut last = None;
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                thread::sleep(self.options.artifacts_retry_wait);
-            }
-            match self.download_once(&url, dependency_token, dest) {
-                Ok(written) => return Ok(written),
-                Err(e) if e.is_transient() => {
-                    log::warn!("artifacts download try {attempt}/{attempts} failed: {e}");
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or(CoordinatorError::Status {
-            url,
-            status: 0,
-            retry_after: None,
-        }))
+        self.retry_transient("download", attempts, || {
+            self.download_once(&url, dependency_token, dest)
+        })
     }
 
     fn download_once(

@@ -260,7 +260,7 @@ impl TraceSender {
             .spare
             .take()
             .expect("spare is set in start and only taken here");
-        let patcher = match joined {
+        let mut patcher = match joined {
             Some(Ok(patcher)) => patcher,
             _ => {
                 log::warn!(
@@ -270,10 +270,9 @@ impl TraceSender {
                 spare
             }
         };
-        let mut patcher = patcher;
         if let Some(deadline) = deadline {
-            let current = patcher.options.final_update_deadline;
-            patcher.options.final_update_deadline = current.min(deadline);
+            let configured = &mut patcher.options.final_update_deadline;
+            *configured = (*configured).min(deadline);
         }
         patcher.finish(result)
     }

@@ -395,6 +395,19 @@ mod tests {
         }
     }
 
+    /// A layout whose project and scripts folders are one fresh temporary folder.
+    fn temp_layout(tag: &str) -> (std::path::PathBuf, PodLayout) {
+        let dir = std::env::temp_dir().join(format!("alloy-script-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let layout = PodLayout {
+            builds_dir: "/tmp".into(),
+            project_dir: dir.display().to_string(),
+            scripts_dir: dir.display().to_string(),
+            helper_bin: String::new(),
+        };
+        (dir, layout)
+    }
+
     fn layout() -> PodLayout {
         PodLayout {
             builds_dir: "/builds".into(),
@@ -433,14 +446,7 @@ mod tests {
 
     #[test]
     fn user_step_stops_at_the_first_failing_command_with_its_code() {
-        let dir = std::env::temp_dir().join(format!("alloy-script-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let layout = PodLayout {
-            builds_dir: "/tmp".into(),
-            project_dir: dir.display().to_string(),
-            scripts_dir: dir.display().to_string(),
-            helper_bin: String::new(),
-        };
+        let (dir, layout) = temp_layout("stop");
         let vars = vec![var("GREETING", "hi 'there'")];
         let job = job();
         let ctx = ScriptContext {
@@ -462,14 +468,7 @@ mod tests {
 
     #[test]
     fn file_variables_become_files_holding_the_value() {
-        let dir = std::env::temp_dir().join(format!("alloy-script-f-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let layout = PodLayout {
-            builds_dir: "/tmp".into(),
-            project_dir: dir.display().to_string(),
-            scripts_dir: dir.display().to_string(),
-            helper_bin: String::new(),
-        };
+        let (dir, layout) = temp_layout("file");
         let vars = vec![JobVariable {
             file: true,
             ..var("KEY_FILE", "line1\nline2")

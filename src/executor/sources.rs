@@ -8,9 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::executor::script::quote;
-use crate::executor::stage::{PodTarget, StageError};
+use crate::executor::stage::{run_command, PodTarget, StageError};
 use crate::executor::stop::StopSignal;
-use crate::kube::{AbortHandle, ExecError, ExecIo, ExecRequest};
 use crate::trace::TraceWriter;
 
 /// How the project folder is filled before the job's script runs.
@@ -77,30 +76,11 @@ pub fn unpack_archive(
         "Unpacking the local sources ({len} bytes) into {project_dir}..."
     ));
 
-    let request = ExecRequest {
-        namespace: target.namespace.to_string(),
-        pod: target.pod.to_string(),
-        container: "helper".to_string(),
-        command: unpack_command(project_dir, len),
-    };
-    let abort = AbortHandle::new();
-    stop.register(&abort);
-    let io = ExecIo {
-        stdin: Some(Box::new(file)),
-        stdout: Box::new(trace.clone()),
-        stderr: Box::new(trace.clone()),
-        abort: Some(abort),
-    };
-    let result = target.client.exec(&request, io);
-    stop.clear_execs();
-    trace.flush_pending();
-
-    match result {
-        Ok(outcome) if outcome.exit_code == 0 => Ok(()),
-        Ok(outcome) => Err(SourcesError::Exit(outcome.exit_code)),
-        Err(ExecError::Aborted { .. }) => Err(SourcesError::Stage(StageError::Aborted)),
-        Err(_) if stop.reason().is_some() => Err(SourcesError::Stage(StageError::Aborted)),
-        Err(err) => Err(SourcesError::Stage(StageError::Exec(err))),
+    let command = unpack_command(project_dir, len);
+    match run_command(target, "helper", command, Box::new(file), trace, stop) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(SourcesError::Exit(code)),
+        Err(err) => Err(SourcesError::Stage(err)),
     }
 }
 

@@ -393,6 +393,12 @@ pub fn log_of(record: &JobRecord) -> String {
     String::from_utf8_lossy(record.log()).into_owned()
 }
 
+/// Asserts that the job was reported failed with `reason`; `log` is shown when it was not.
+pub fn assert_failed(record: &JobRecord, reason: &str, log: &str) {
+    assert_eq!(record.reported_state.as_deref(), Some("failed"), "{log}");
+    assert_eq!(record.failure_reason.as_deref(), Some(reason), "{log}");
+}
+
 /// Prints what the runner said, for a failing test's output.
 pub fn show(output: &Output) -> String {
     format!(
